@@ -1,0 +1,30 @@
+# The two commands of the README. Both create (or reuse) .venv and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench clean
+
+# (Re)install when pyproject.toml changes; the stamp records a finished install.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m lad_edu.demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lad_edu tests benchmarks
+	$(VENV)/bin/ruff format --check lad_edu tests benchmarks
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_assign.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

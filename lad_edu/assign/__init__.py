@@ -1,0 +1,12 @@
+"""Label assignment: which anchor learns which ground-truth box?
+
+>>> from lad_edu.assign import AssignResult, FixedIoUAssigner, ATSSAssigner
+
+Every assigner is a plain object with an ``.assign(...)`` method returning an :class:`AssignResult`.
+"""
+
+from lad_edu.assign.atss import ATSSAssigner
+from lad_edu.assign.fixed_iou import FixedIoUAssigner
+from lad_edu.assign.result import AssignResult
+
+__all__ = ["AssignResult", "FixedIoUAssigner", "ATSSAssigner"]
