@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from lad_edu.anchors import retinanet, single
 from lad_edu.assign import ATSSAssigner
+from lad_edu.assign.atss import nearest_k
 from lad_edu.boxes import box_centers, box_iou, centers_inside
 from tests.conftest import DEVICES, boxes_in_image
 from tests.reference import atss_loop
@@ -176,3 +177,13 @@ def test_keeps_the_device_and_agrees_with_cpu(device):
     other = ATSSAssigner().assign(anchors.to(device), num_level_anchors, gts.to(device), labels.to(device))
     assert other.gt_inds.device.type == device
     assert torch.equal(other.gt_inds.cpu(), cpu.gt_inds)
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(1, 40), g=st.integers(1, 5), data=st.data())
+def test_nearest_k_equals_a_stable_sort_even_with_many_ties(n, g, data):
+    k = data.draw(st.integers(1, n))
+    seed = data.draw(st.integers(0, 2**16))
+    distances = torch.randint(0, 4, (n, g), generator=torch.Generator().manual_seed(seed)).float()
+    expected = distances.sort(dim=0, stable=True).indices[:k].sort(dim=0).values
+    assert torch.equal(nearest_k(distances, k), expected)

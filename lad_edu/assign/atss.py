@@ -25,8 +25,8 @@ std is driven by the other levels, and ``mean + std`` can land just above the ti
 no positive at all (a 48×48 box centred on a stride-8 grid in a 64×64 image does this).
 
 Differences from MMDetection's ``ATSSAssigner``: ties in centre distance at the top-k boundary go to the
-lower anchor index (a stable sort; MMDetection's ``topk`` leaves them implementation-defined, so CPU and
-CUDA can differ), ``max_iou`` is each anchor's best IoU with any GT (MMDetection reports ``-1e8`` for
+lower anchor index (MMDetection's ``topk`` leaves them implementation-defined, so CPU and CUDA can
+differ), ``max_iou`` is each anchor's best IoU with any GT (MMDetection reports ``-1e8`` for
 non-positives), and degenerate (zero-area) GTs are removed first, which changes nothing else since they
 can never pass the centre test.
 """
@@ -40,6 +40,27 @@ from lad_edu.assign.result import AssignResult, check_assign_inputs, gt_columns_
 from lad_edu.boxes import box_centers, box_iou, centers_inside
 
 __all__ = ["ATSSAssigner", "atss_candidates"]
+
+
+def nearest_k(distances: Tensor, k: int) -> Tensor:
+    """The ``k`` smallest entries of every column, ties at the k-th distance broken by the lower row.
+
+    The same set as the first ``k`` rows of a stable sort, without sorting: everything nearer than the
+    k-th distance, then as many of the rows *at* that distance as are still needed, in row order.
+
+    Args:
+        distances: ``[n, G]``.
+        k: ``1 <= k <= n``.
+
+    Returns:
+        ``[k, G]`` long row indices, in increasing row order within each column.
+    """
+    kth = distances.kthvalue(k, dim=0, keepdim=True).values  # [1, G]
+    nearer = distances < kth
+    at_kth = distances == kth
+    still_needed = k - nearer.sum(dim=0, keepdim=True)  # [1, G]
+    chosen = nearer | (at_kth & (at_kth.cumsum(dim=0) <= still_needed))  # exactly k per column
+    return chosen.T.nonzero()[:, 1].view(-1, k).T  # nonzero lists (column, row) pairs column by column
 
 
 def atss_candidates(distances: Tensor, num_level_anchors: list[int], topk: int) -> Tensor:
@@ -57,8 +78,7 @@ def atss_candidates(distances: Tensor, num_level_anchors: list[int], topk: int) 
     for n_level in num_level_anchors:
         k = min(topk, n_level)
         if k > 0:
-            order = distances[start : start + n_level].sort(dim=0, stable=True).indices  # [n_l, G]
-            candidates.append(order[:k] + start)
+            candidates.append(nearest_k(distances[start : start + n_level], k) + start)
         start += n_level
     return torch.cat(candidates)
 

@@ -71,26 +71,24 @@ def max_iou_assign(
         best IoU over the GTs, taken before the low-quality step, and ``low_quality [N]`` bool, the
         anchors whose label the low-quality step decided.
     """
-    num_gts, num_anchors = iou.shape
-    gt_inds = torch.full((num_anchors,), -1, dtype=torch.long, device=iou.device)
-
     max_iou, argmax_gt = iou.max(dim=0)  # per anchor: its best GT
     lo, hi = neg_iou_thr if isinstance(neg_iou_thr, tuple) else (0.0, neg_iou_thr)
-    gt_inds[(max_iou >= lo) & (max_iou < hi)] = 0
-    positive = max_iou >= pos_iou_thr
-    gt_inds[positive] = argmax_gt[positive] + 1
+    negative = (max_iou >= lo) & (max_iou < hi)
+    positive = max_iou >= pos_iou_thr  # wins over `negative` if the two ranges overlap
+    gt_inds = torch.where(positive, argmax_gt + 1, torch.where(negative, 0, -1))
     low_quality = torch.zeros_like(positive)
 
     if match_low_quality:
         gt_max, gt_argmax = iou.max(dim=1)  # per GT: its best anchor
-        allowed = gt_max >= min_pos_iou
-        if require_overlap:
-            allowed &= gt_max > 0
         if gt_max_assign_all:  # every exact tie of the GT's best IoU
-            gt_idx, anchor_idx = ((iou == gt_max[:, None]) & allowed[:, None]).nonzero(as_tuple=True)
+            gt_idx, anchor_idx = (iou == gt_max[:, None]).nonzero(as_tuple=True)
         else:
-            gt_idx = allowed.nonzero().squeeze(1)
-            anchor_idx = gt_argmax[gt_idx]
+            gt_idx = torch.arange(len(gt_max), device=iou.device)
+            anchor_idx = gt_argmax
+        allowed = gt_max[gt_idx] >= min_pos_iou
+        if require_overlap:
+            allowed &= gt_max[gt_idx] > 0
+        gt_idx, anchor_idx = gt_idx[allowed], anchor_idx[allowed]
         # A loop over GTs in index order, each overwriting the last, leaves every claimed anchor with the
         # highest GT index that claimed it: one scatter with "amax" does the same without the loop.
         claim = torch.zeros_like(gt_inds).scatter_reduce_(0, anchor_idx, gt_idx + 1, reduce="amax")

@@ -87,11 +87,14 @@ class AssignResult:
             details: see the class docstring.
         """
         pos = gt_inds > 0
-        if kept is not None:
-            gt_inds = gt_inds.clone()
-            gt_inds[pos] = kept[gt_inds[pos] - 1] + 1
-        labels = torch.full_like(gt_inds, -1)
-        labels[pos] = gt_labels[gt_inds[pos] - 1].to(labels.dtype)
+        matched = (gt_inds - 1).clamp(min=0)  # [N] a valid GT index everywhere; used only where `pos`
+        if kept is not None and len(kept) != len(gt_labels):  # some GTs were dropped: renumber
+            matched = kept[matched]
+            gt_inds = torch.where(pos, matched + 1, gt_inds)
+        if len(gt_labels) == 0:  # no GT, so no positive and nothing to look up
+            labels = torch.full_like(gt_inds, -1)
+        else:
+            labels = torch.where(pos, gt_labels[matched].to(torch.long), -1)
         return cls(gt_inds, max_iou, labels, num_gts=len(gt_labels), details=details or {})
 
     @classmethod
