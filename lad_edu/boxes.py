@@ -24,6 +24,8 @@ __all__ = [
     "check_boxes",
     "box_iou",
     "box_giou",
+    "aligned_box_iou",
+    "aligned_box_giou",
     "box_centers",
     "centers_inside",
     "valid_box_mask",
@@ -72,6 +74,22 @@ def box_giou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         ``[N, M]`` GIoU in [-1, 1]. Two identical zero-area boxes (empty hull) give 0, not NaN.
     """
     return torchvision.ops.generalized_box_iou(boxes1, boxes2).nan_to_num_(nan=0.0)
+
+
+def aligned_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of ``boxes1[i]`` with ``boxes2[i]``: ``[K, 4]``, ``[K, 4]`` -> ``[K]`` (0 for an empty union)."""
+    wh = (torch.min(boxes1[:, 2:], boxes2[:, 2:]) - torch.max(boxes1[:, :2], boxes2[:, :2])).clamp(min=0)
+    inter = wh[:, 0] * wh[:, 1]
+    union = torchvision.ops.box_area(boxes1) + torchvision.ops.box_area(boxes2) - inter
+    return (inter / union).nan_to_num_(nan=0.0)
+
+
+def aligned_box_giou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """GIoU of box ``i`` of ``boxes1`` with box ``i`` of ``boxes2``: ``[K, 4]``, ``[K, 4]`` -> ``[K]``.
+
+    ``1 - torchvision.ops.generalized_box_iou_loss``, whose ``eps = 1e-7`` keeps degenerate pairs finite.
+    """
+    return 1 - torchvision.ops.generalized_box_iou_loss(boxes1, boxes2, reduction="none")
 
 
 def box_centers(boxes: Tensor) -> Tensor:

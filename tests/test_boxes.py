@@ -6,6 +6,8 @@ from hypothesis import given, settings
 
 from lad_edu.boxes import (
     DeltaXYWHCoder,
+    aligned_box_giou,
+    aligned_box_iou,
     box_centers,
     box_giou,
     box_iou,
@@ -44,6 +46,14 @@ def test_iou_and_giou_match_brute_force(a, b):
     )
     torch.testing.assert_close(box_iou(a, b), expected_iou)
     torch.testing.assert_close(box_giou(a, b), expected_giou)
+
+
+@settings(max_examples=30, deadline=None)
+@given(boxes_in_image(min_n=1, max_n=6), boxes_in_image(min_n=6, max_n=6))
+def test_aligned_iou_and_giou_are_the_diagonal_of_the_pairwise_ones(a, b):
+    b = b[: len(a)]
+    torch.testing.assert_close(aligned_box_iou(a, b), box_iou(a, b).diagonal())
+    torch.testing.assert_close(aligned_box_giou(a, b), box_giou(a, b).diagonal())
 
 
 def test_iou_hand_worked():

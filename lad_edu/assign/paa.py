@@ -1,0 +1,431 @@
+"""PAA: positives chosen by the network's own loss, split by a two-component Gaussian mixture.
+
+Probabilistic Anchor Assignment (Kim & Lee, ECCV 2020), as the LAD paper restates it (section 3.2,
+Table 1, Fig. 2a):
+
+1. **Pre-assignment**: the anchors with IoU >= 0.1 to a GT are its candidates (``FixedIoUAssigner(0.1, 0.1)``,
+   low-quality matches on, so every GT has at least one).
+2. **Cost** of each candidate as if it were a positive (eq. 2)::
+
+       c_i = FL(p_i, C) + (1 - IoU(b_i, B))
+
+   the focal loss of its class prediction against the GT class plus a localisation loss of its predicted box.
+   MMDetection uses ``1 - GIoU`` weighted by 1.3 (:func:`paa_cost` default), the original PAA ``1 - GIoU``
+   weighted by 1.0, the paper's equation ``1 - IoU``.
+3. **Reassignment** (:func:`paa_reassign`): per GT, the ``topk = 9`` lowest-cost candidates of every
+   FPN level; a two-component GMM on their sorted costs, component 0 started at the lowest cost; the
+   positives are the candidates of component 0 whose cost is at most that of component 0's most likely
+   sample (its mode: scheme (c) of PAA's Fig. 3). Every other candidate becomes a negative. A positive
+   keeps the GT it was pre-assigned to.
+
+All GTs of an image, or of a whole batch, are fitted in one call of :func:`lad_edu.gmm.fit_gmm2`, where
+MMDetection fits one ``sklearn`` mixture per GT in a Python loop.
+
+Variants (MMDetection's behaviour is the default):
+
+* ``keep_single_candidate``: a GT with a single candidate has no distribution to fit. MMDetection drops it
+  (the GT gets no positive); the original PAA and the LAD authors' standardised head keep it positive.
+* ``all_if_no_fg``: a GT none of whose candidates falls in component 0 gets no positive in MMDetection;
+  the original PAA makes all its candidates positive "for high recall".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+import torchvision.ops
+from torch import Tensor
+
+from lad_edu.anchors import level_ids
+from lad_edu.assign.fixed_iou import FixedIoUAssigner
+from lad_edu.assign.result import AssignResult
+from lad_edu.boxes import aligned_box_giou, aligned_box_iou, check_boxes
+from lad_edu.gmm import GMMFit, fit_gmm2
+
+__all__ = ["PAAAssigner", "PAASplit", "paa_cost", "paa_positives", "paa_reassign", "paa_split"]
+
+LOC_LOSSES = ("giou", "iou")
+
+
+# cost (eq. 2)
+
+
+def paa_cost(
+    cls_logits: Tensor,
+    pred_boxes: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    candidate_gt: Tensor,
+    bbox_weight: float = 1.3,
+    loc_loss: str = "giou",
+    gamma: float = 2.0,
+    alpha: float = 0.25,
+) -> Tensor:
+    """The assignment cost of each candidate anchor (eq. 2): ``FL(p, C) + bbox_weight · (1 - (G)IoU(b, B))``.
+
+    Args:
+        cls_logits: ``[K, C]`` classification logits of the candidates.
+        pred_boxes: ``[K, 4]`` their predicted (decoded) boxes, xyxy.
+        gt_boxes: ``[G, 4]`` xyxy.
+        gt_labels: ``[G]`` class ids in ``[0, C)``.
+        candidate_gt: ``[K]`` long, the 0-based GT each candidate is pre-assigned to.
+        bbox_weight: 1.3 (MMDetection), 1.0 (original PAA, the paper).
+        loc_loss: ``"giou"`` (``1 - GIoU``, MMDetection and PAA's code) or ``"iou"`` (``1 - IoU``, eq. 2
+            as printed).
+        gamma, alpha: the focal loss's, summed over classes against a one-hot target.
+
+    Returns:
+        ``[K]`` costs, in float32 or wider, computed without gradient tracking concerns (the caller decides).
+    """
+    if loc_loss not in LOC_LOSSES:
+        raise ValueError(f"loc_loss must be one of {LOC_LOSSES}, got {loc_loss!r}")
+    if cls_logits.dim() != 2 or len(cls_logits) != len(candidate_gt):
+        raise ValueError(f"cls_logits must be [K, C] with K = len(candidate_gt) = {len(candidate_gt)}")
+    check_boxes(pred_boxes, "pred_boxes")
+    cls_logits, pred_boxes = cls_logits.float(), pred_boxes.float()
+    target_boxes = gt_boxes[candidate_gt].to(pred_boxes.dtype)
+    target = F.one_hot(gt_labels[candidate_gt].long(), cls_logits.shape[1]).to(cls_logits.dtype)
+    cls_cost = torchvision.ops.sigmoid_focal_loss(cls_logits, target, alpha=alpha, gamma=gamma).sum(dim=1)
+    overlap = aligned_box_giou if loc_loss == "giou" else aligned_box_iou
+    return cls_cost + bbox_weight * (1 - overlap(pred_boxes, target_boxes))
+
+
+# reassignment
+
+
+@dataclass
+class PAASplit:
+    """The reassignment of every GT, with what it took to decide (for statistics and plots).
+
+    GT-indexed tensors have one row per GT and one column per selected candidate, sorted by cost and
+    padded to the largest count ``M``.
+
+    Attributes:
+        pos_mask: ``[K]`` bool over the candidates given: the positives.
+        candidates: ``[G, M]`` long, the candidate (index into ``K``) in each slot, -1 on padding.
+        costs: ``[G, M]`` their costs, ascending; NaN on padding.
+        valid: ``[G, M]`` bool, the slots that hold a candidate.
+        component: ``[G, M]`` long, the GMM component of each (0 = low cost), -1 on padding.
+        positive: ``[G, M]`` bool, the slots that became positives.
+        cut: ``[G]`` the largest positive cost (the mode of component 0); NaN for a GT without positive.
+        gmm: the fitted mixtures, one per GT (:class:`lad_edu.gmm.GMMFit`).
+    """
+
+    pos_mask: Tensor
+    candidates: Tensor
+    costs: Tensor
+    valid: Tensor
+    component: Tensor
+    positive: Tensor
+    cut: Tensor
+    gmm: GMMFit
+
+
+def _rank_within_groups(groups: Tensor, order: Tensor) -> Tensor:
+    """Given ``order`` that sorts ``groups`` (stably), the rank of each sorted element inside its group."""
+    sorted_groups = groups[order]
+    counts = torch.bincount(sorted_groups, minlength=int(sorted_groups.max()) + 1 if len(order) else 0)
+    starts = counts.cumsum(0) - counts
+    return torch.arange(len(order), device=order.device) - starts[sorted_groups]
+
+
+def _sort_by(groups: Tensor, costs: Tensor) -> Tensor:
+    """Indices sorting by ``groups``, then by ``costs``, then by position (a stable two-key sort)."""
+    by_cost = costs.argsort(stable=True)
+    return by_cost[groups[by_cost].argsort(stable=True)]
+
+
+def paa_positives(
+    costs: Tensor,
+    valid: Tensor,
+    component: Tensor,
+    score: Tensor,
+    keep_single_candidate: bool = False,
+    all_if_no_fg: bool = False,
+) -> Tensor:
+    """The cut: which of each GT's candidates are positive, given its fitted mixture.
+
+    Scheme (c) of PAA's Fig. 3: the candidates of component 0 (low cost) whose cost is at most that of
+    component 0's most likely candidate (the highest ``score``). Ties at that cost are all taken.
+
+    Args:
+        costs: ``[G, M]`` each GT's candidate costs, sorted ascending along a row.
+        valid: ``[G, M]`` bool, the slots holding a candidate.
+        component: ``[G, M]`` long, GMM component per slot (0 = low cost).
+        score: ``[G, M]`` log-likelihood of each candidate under the GT's mixture.
+        keep_single_candidate, all_if_no_fg: see :func:`paa_reassign`.
+
+    Returns:
+        ``[G, M]`` bool.
+    """
+    fg = (component == 0) & valid
+    mode = score.masked_fill(~fg, float("-inf")).argmax(dim=1, keepdim=True)  # [G, 1]
+    positive = fg & (costs <= costs.gather(1, mode))
+    count = valid.sum(dim=1, keepdim=True)  # [G, 1]
+    if all_if_no_fg:  # the original PAA: no low-cost component -> every candidate ("for high recall")
+        positive |= valid & ~fg.any(dim=1, keepdim=True) & (count >= 2)
+    # a lone candidate has nothing to fit: MMDetection drops it, the original PAA keeps it
+    return positive & ((count >= 2) | keep_single_candidate)
+
+
+def paa_split(
+    costs: Tensor,
+    candidate_anchor: Tensor,
+    candidate_gt: Tensor,
+    num_level_anchors: list[int],
+    num_gts: int,
+    topk: int = 9,
+    keep_single_candidate: bool = False,
+    all_if_no_fg: bool = False,
+) -> PAASplit:
+    """:func:`paa_reassign` with everything it computed on the way (see :class:`PAASplit`)."""
+    device = costs.device
+    num_levels = len(num_level_anchors)
+    level = level_ids(num_level_anchors, device=device)[candidate_anchor]  # [K]
+
+    # top-k lowest-cost candidates per (GT, level)
+    group = candidate_gt * num_levels + level
+    order = _sort_by(group, costs)
+    selected = order[_rank_within_groups(group, order) < topk]  # [S]
+
+    # per GT, its selected candidates sorted by cost, padded into rows   [G, M]
+    order = selected[_sort_by(candidate_gt[selected], costs[selected])]
+    row = candidate_gt[order]
+    col = _rank_within_groups(candidate_gt, order)
+    num_cols = int(col.max()) + 1 if len(col) else 1  # at least one (padding) column: no special case below
+    candidates = torch.full((num_gts, num_cols), -1, dtype=torch.long, device=device)
+    candidates[row, col] = order
+    valid = candidates >= 0
+    values = torch.zeros((num_gts, num_cols), dtype=torch.float64, device=device)
+    values[row, col] = costs[order].double()
+
+    # a two-component GMM per GT, all at once; component 0 starts at the lowest cost
+    gmm = fit_gmm2(values, valid)
+    component = gmm.predict(values, valid)
+    score = gmm.score_samples(values, valid)
+    positive = paa_positives(values, valid, component, score, keep_single_candidate, all_if_no_fg)
+
+    pos_mask = torch.zeros(len(costs), dtype=torch.bool, device=device)
+    pos_mask[candidates[positive]] = True
+    largest_positive = values.masked_fill(~positive, float("-inf")).amax(dim=1)
+    cut = torch.where(positive.any(dim=1), largest_positive, float("nan")).to(costs.dtype)
+    return PAASplit(
+        pos_mask=pos_mask,
+        candidates=candidates,
+        costs=values.masked_fill(~valid, float("nan")).to(costs.dtype),
+        valid=valid,
+        component=component,
+        positive=positive,
+        cut=cut,
+        gmm=gmm,
+    )
+
+
+def paa_reassign(
+    costs: Tensor,
+    candidate_anchor: Tensor,
+    candidate_gt: Tensor,
+    num_level_anchors: list[int],
+    num_gts: int,
+    topk: int = 9,
+    keep_single_candidate: bool = False,
+    all_if_no_fg: bool = False,
+) -> Tensor:
+    """PAA's reassignment: which pre-assigned candidates stay positive.
+
+    Args:
+        costs: ``[K]`` the cost of each candidate (:func:`paa_cost`).
+        candidate_anchor: ``[K]`` long, each candidate's anchor index (level-major anchors).
+        candidate_gt: ``[K]`` long, the 0-based GT each candidate is pre-assigned to.
+        num_level_anchors: anchors per FPN level. For a batch, concatenate the images' lists and offset
+            ``candidate_anchor`` and ``candidate_gt`` by image: one call then fits every GT of the batch.
+        num_gts: the number of GTs (rows of the fit).
+        topk: lowest-cost candidates kept per GT and level.
+        keep_single_candidate: keep a GT's lone candidate positive (original PAA) instead of dropping it.
+        all_if_no_fg: make all candidates positive when none falls in the low-cost component (original PAA).
+
+    Returns:
+        ``[K]`` bool: the positives; every other candidate becomes a negative.
+
+    >>> costs = torch.tensor([0.2, 0.3, 0.25, 2.0, 2.2, 1.9])     # one GT, six candidates on one level
+    >>> paa_reassign(costs, torch.arange(6), torch.zeros(6, dtype=torch.long), [6], num_gts=1).tolist()
+    [True, False, True, False, False, False]
+
+    The low-cost component is {0.2, 0.25, 0.3}; its mode is 0.25, so 0.3, above the mode, is cut.
+    """
+    return paa_split(
+        costs,
+        candidate_anchor,
+        candidate_gt,
+        num_level_anchors,
+        num_gts,
+        topk,
+        keep_single_candidate,
+        all_if_no_fg,
+    ).pos_mask
+
+
+# the assigner
+
+
+class PAAAssigner:
+    """Probabilistic Anchor Assignment of one image or a batch (see the module docstring).
+
+    Args:
+        topk: lowest-cost candidates per GT and level that enter the GMM.
+        pre_iou_thr: IoU that makes an anchor a candidate (pre-assignment, 0.1).
+        bbox_weight, loc_loss, gamma, alpha: the cost, see :func:`paa_cost`.
+        keep_single_candidate, all_if_no_fg: the original-PAA variants, see :func:`paa_reassign`.
+        drop_degenerate_gts: see :class:`FixedIoUAssigner` (the pre-assigner).
+    """
+
+    def __init__(
+        self,
+        topk: int = 9,
+        pre_iou_thr: float = 0.1,
+        bbox_weight: float = 1.3,
+        loc_loss: str = "giou",
+        gamma: float = 2.0,
+        alpha: float = 0.25,
+        keep_single_candidate: bool = False,
+        all_if_no_fg: bool = False,
+        drop_degenerate_gts: bool = True,
+    ):
+        if loc_loss not in LOC_LOSSES:
+            raise ValueError(f"loc_loss must be one of {LOC_LOSSES}, got {loc_loss!r}")
+        if topk < 1:
+            raise ValueError(f"topk must be >= 1, got {topk}")
+        self.topk = topk
+        self.bbox_weight, self.loc_loss, self.gamma, self.alpha = bbox_weight, loc_loss, gamma, alpha
+        self.keep_single_candidate = keep_single_candidate
+        self.all_if_no_fg = all_if_no_fg
+        # PAA's pre-assignment: MaxIoU at 0.1 / 0.1 (no ignore band), low-quality matches on
+        self.pre_assigner = FixedIoUAssigner(
+            pos_iou_thr=pre_iou_thr,
+            neg_iou_thr=pre_iou_thr,
+            min_pos_iou=0.0,
+            match_low_quality=True,
+            gt_max_assign_all=True,
+            drop_degenerate_gts=drop_degenerate_gts,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"PAAAssigner(topk={self.topk}, pre_iou_thr={self.pre_assigner.pos_iou_thr}, "
+            f"bbox_weight={self.bbox_weight}, loc_loss={self.loc_loss!r}, "
+            f"keep_single_candidate={self.keep_single_candidate}, all_if_no_fg={self.all_if_no_fg})"
+        )
+
+    def assign(
+        self,
+        anchors: Tensor,
+        num_level_anchors: list[int],
+        gt_boxes: Tensor,
+        gt_labels: Tensor,
+        cls_logits: Tensor,
+        pred_boxes: Tensor,
+    ) -> AssignResult:
+        """Label every anchor of one image from the network's own predictions.
+
+        Args:
+            anchors: ``[N, 4]`` xyxy, level-major.
+            num_level_anchors: anchors per level.
+            gt_boxes: ``[G, 4]`` xyxy.
+            gt_labels: ``[G]`` class ids in ``[0, C)``.
+            cls_logits: ``[N, C]`` classification logits at every anchor.
+            pred_boxes: ``[N, 4]`` decoded predicted boxes, xyxy.
+
+        Returns:
+            An :class:`AssignResult`: positives keep their pre-assigned GT, everything else is negative
+            (PAA ignores nothing). ``details`` holds, per GT (rows) and selected candidate (columns, sorted by
+            cost): ``candidates`` (anchor indices, -1 padding), ``costs``, ``component`` (0 = low cost),
+            ``positive``; per GT ``cut`` and the mixture ``gmm_weights``, ``gmm_means``, ``gmm_variances``
+            (``[G, 2]``); and ``pre_gt_inds`` (``[N]``, the pre-assignment).
+        """
+        return self.assign_batch(
+            anchors, num_level_anchors, [gt_boxes], [gt_labels], cls_logits[None], pred_boxes[None]
+        )[0]
+
+    def assign_batch(
+        self,
+        anchors: Tensor,
+        num_level_anchors: list[int],
+        gt_boxes: list[Tensor],
+        gt_labels: list[Tensor],
+        cls_logits: Tensor,
+        pred_boxes: Tensor,
+    ) -> list[AssignResult]:
+        """:meth:`assign` for ``B`` images sharing one anchor set, with a single GMM fit for all their GTs.
+
+        Args:
+            anchors: ``[N, 4]``; num_level_anchors: as in :meth:`assign`.
+            gt_boxes, gt_labels: one ``[G_b, 4]`` and one ``[G_b]`` tensor per image.
+            cls_logits: ``[B, N, C]``; pred_boxes: ``[B, N, 4]``.
+        """
+        num_images, num_anchors = len(gt_boxes), len(anchors)
+        if cls_logits.dim() != 3 or cls_logits.shape[:2] != (num_images, num_anchors):
+            raise ValueError(
+                f"cls_logits must be [B={num_images}, N={num_anchors}, C], got {tuple(cls_logits.shape)}"
+            )
+        if pred_boxes.shape != (num_images, num_anchors, 4):
+            raise ValueError(
+                f"pred_boxes must be [B={num_images}, N={num_anchors}, 4], got {tuple(pred_boxes.shape)}"
+            )
+        pres = [self.pre_assigner.assign(anchors, g, c) for g, c in zip(gt_boxes, gt_labels, strict=True)]
+
+        # every image's candidates in one list: anchors offset by image, GTs by the GTs before it
+        gt_offsets = [0]
+        for boxes in gt_boxes:
+            gt_offsets.append(gt_offsets[-1] + len(boxes))
+        flat_anchor, flat_gt = [], []
+        for b, pre in enumerate(pres):
+            candidates = pre.pos.nonzero().squeeze(1)
+            flat_anchor.append(candidates + b * num_anchors)
+            flat_gt.append(pre.gt_inds[candidates] - 1 + gt_offsets[b])
+        flat_anchor, flat_gt = torch.cat(flat_anchor), torch.cat(flat_gt)
+
+        with torch.no_grad():
+            costs = paa_cost(
+                cls_logits.reshape(num_images * num_anchors, -1)[flat_anchor],
+                pred_boxes.reshape(num_images * num_anchors, 4)[flat_anchor],
+                torch.cat(gt_boxes),
+                torch.cat(gt_labels),
+                flat_gt,
+                self.bbox_weight,
+                self.loc_loss,
+                self.gamma,
+                self.alpha,
+            )
+        split = paa_split(
+            costs,
+            flat_anchor,
+            flat_gt,
+            num_level_anchors * num_images,  # level ids then differ by image, as the GT ids do
+            gt_offsets[-1],
+            self.topk,
+            self.keep_single_candidate,
+            self.all_if_no_fg,
+        )
+        slot_anchor = torch.where(split.valid, flat_anchor[split.candidates.clamp(min=0)] % num_anchors, -1)
+
+        results = []
+        for b, pre in enumerate(pres):
+            positives = flat_anchor[split.pos_mask & (flat_anchor // num_anchors == b)] - b * num_anchors
+            gt_inds = torch.zeros_like(pre.gt_inds)
+            gt_inds[positives] = pre.gt_inds[positives]  # a positive keeps its pre-assigned GT
+            rows = slice(gt_offsets[b], gt_offsets[b + 1])
+            details = {
+                "pre_gt_inds": pre.gt_inds,
+                "candidates": slot_anchor[rows],
+                "costs": split.costs[rows],
+                "component": split.component[rows],
+                "positive": split.positive[rows],
+                "cut": split.cut[rows],
+                "gmm_weights": split.gmm.weights[rows],
+                "gmm_means": split.gmm.means[rows],
+                "gmm_variances": split.gmm.variances[rows],
+            }
+            results.append(AssignResult.from_gt_inds(gt_inds, pre.max_iou, gt_labels[b], details=details))
+        return results
