@@ -73,10 +73,14 @@ def max_iou_assign(
     """
     max_iou, argmax_gt = iou.max(dim=0)  # per anchor: its best GT
     lo, hi = neg_iou_thr if isinstance(neg_iou_thr, tuple) else (0.0, neg_iou_thr)
-    negative = (max_iou >= lo) & (max_iou < hi)
-    positive = max_iou >= pos_iou_thr  # wins over `negative` if the two ranges overlap
-    gt_inds = torch.where(positive, argmax_gt + 1, torch.where(negative, 0, -1))
-    low_quality = torch.zeros_like(positive)
+    gt_inds = argmax_gt + 1  # positive of its best GT ...
+    gt_inds.masked_fill_(max_iou < pos_iou_thr, -1)  # ... unless below pos_iou_thr: ignore ...
+    # ... or negative in [lo, hi); a positive wins if the two ranges overlap
+    negative = max_iou < min(hi, pos_iou_thr)
+    if lo > 0:
+        negative &= max_iou >= lo
+    gt_inds.masked_fill_(negative, 0)
+    low_quality = torch.zeros_like(negative)
 
     if match_low_quality:
         gt_max, gt_argmax = iou.max(dim=1)  # per GT: its best anchor
@@ -90,10 +94,9 @@ def max_iou_assign(
             allowed &= gt_max[gt_idx] > 0
         gt_idx, anchor_idx = gt_idx[allowed], anchor_idx[allowed]
         # A loop over GTs in index order, each overwriting the last, leaves every claimed anchor with the
-        # highest GT index that claimed it: one scatter with "amax" does the same without the loop.
-        claim = torch.zeros_like(gt_inds).scatter_reduce_(0, anchor_idx, gt_idx + 1, reduce="amax")
-        low_quality = claim > 0
-        gt_inds = torch.where(low_quality, claim, gt_inds)
+        # highest GT index that claimed it: one scatter with "amax" (ignoring the old value) does the same.
+        gt_inds.scatter_reduce_(0, anchor_idx, gt_idx + 1, reduce="amax", include_self=False)
+        low_quality[anchor_idx] = True
     return gt_inds, max_iou, low_quality
 
 
