@@ -90,7 +90,7 @@ class GMMFit:
         """
         _check_values(values, self.means.shape[0], self.means.device)
         x = values.to(self.means.dtype).unsqueeze(2)
-        return _weighted_log_prob(x, self.weights, self.means, self.variances)
+        return _weighted_log_prob(x, x * x, self.weights, self.means, self.variances)
 
     def predict(self, values: Tensor, mask: Tensor) -> Tensor:
         """``[G, M]`` long: the most probable component of each valid value, -1 on padding.
@@ -111,7 +111,7 @@ class GMMFit:
             mask: ``[G, M]`` bool, True where ``values`` holds a value; padding may hold anything.
         """
         log_prob = self._valid_log_prob(values, mask)
-        return torch.where(mask, _logsumexp2(log_prob).squeeze(2), -torch.inf)
+        return torch.where(mask, torch.logaddexp(log_prob[..., 0], log_prob[..., 1]), -torch.inf)
 
     def _valid_log_prob(self, values: Tensor, mask: Tensor) -> Tensor:
         """:meth:`log_prob` with padding replaced by 0 first, so that whatever it holds stays harmless."""
@@ -173,61 +173,56 @@ def fit_gmm2(
     converged = empty.clone()
     n_iter = torch.zeros(groups, dtype=torch.long, device=x.device)
 
-    x, valid, n = x.unsqueeze(2), valid.unsqueeze(2), n.clamp(min=1)
+    x, n = x.unsqueeze(2), n.clamp(min=1)  # x: [G, N, 1]
+    x_sq = x * x
     # [G, N, 3] per-value (1, x, x^2), zero on padding: one batched matmul gives the M-step sums.
-    moments = torch.cat((valid, x * valid, x * x * valid), dim=2)
+    moments = torch.cat((valid.unsqueeze(2), x * valid.unsqueeze(2), x_sq * valid.unsqueeze(2)), dim=2)
     nk_eps = 10 * torch.finfo(dtype).eps  # sklearn adds 10 eps to n_k so an empty component stays finite
+    params = torch.stack((weights, means, variances), dim=1)  # [G, 3, 2]: one tensor, one freeze per step
+    was_active = []  # per iteration, which groups took it: n_iter is their sum (no per-step dtype casts)
     for _ in range(max_iter):
         if bool(converged.all()):
             break
         # E-step (sklearn's _estimate_log_prob_resp).
-        weighted = _weighted_log_prob(x, weights, means, variances)  # [G, N, 2]
-        log_norm = _logsumexp2(weighted)  # [G, N, 1]
-        resp = torch.exp((weighted - log_norm).clamp(min=_LOG_RESP_MIN))
-        new_bound = (log_norm * valid).sum(dim=(1, 2)) / n
+        weighted = _weighted_log_prob(x, x_sq, params[:, 0], params[:, 1], params[:, 2])  # [G, N, 2]
+        log_norm = torch.logaddexp(weighted[..., 0], weighted[..., 1])  # [G, N]
+        resp = torch.exp((weighted - log_norm.unsqueeze(2)).clamp(min=_LOG_RESP_MIN))
+        new_bound = torch.linalg.vecdot(log_norm, valid) / n  # mean log-likelihood over the valid values
         # M-step (_estimate_gaussian_parameters, diag): E[x^2] - mean^2, not E[(x - mean)^2].
-        sums = resp.transpose(1, 2) @ moments  # [G, 2, 3]: sum_i r_ik (1, x_i, x_i^2)
+        sums = torch.bmm(resp.transpose(1, 2), moments)  # [G, 2, 3]: sum_i r_ik (1, x_i, x_i^2)
         nk = sums[..., 0] + nk_eps  # [G, 2]
-        new_means = sums[..., 1] / nk
-        new_vars = sums[..., 2] / nk - new_means**2 + reg_covar
+        averages = sums[..., 1:] / nk.unsqueeze(2)  # [G, 2, 2]: (mean, E[x^2]) per component
+        new_means = averages[..., 0]
+        new_vars = averages[..., 1] - new_means**2 + reg_covar
         new_vars = torch.where(new_vars > 0, new_vars, reg_covar)  # where sklearn raises "ill-defined"
-        new_weights = nk / nk.sum(dim=1, keepdim=True)
+        new_params = torch.stack((nk / nk.sum(dim=1, keepdim=True), new_means, new_vars), dim=1)
 
         active = ~converged
-        weights = torch.where(active.unsqueeze(1), new_weights, weights)
-        means = torch.where(active.unsqueeze(1), new_means, means)
-        variances = torch.where(active.unsqueeze(1), new_vars, variances)
-        n_iter += active
+        was_active.append(active)
+        params = torch.where(active[:, None, None], new_params, params)
         # Tested after the M-step on this E-step's bound: sklearn's order, one M-step past convergence.
-        converged = converged | (active & ((new_bound - lower_bound).abs() < tol))
+        converged = converged | ((new_bound - lower_bound).abs() < tol)  # a converged group stays so
         lower_bound = torch.where(active, new_bound, lower_bound)
+    if was_active:
+        n_iter = torch.stack(was_active).sum(dim=0)
+    weights, means, variances = params.unbind(dim=1)
     return GMMFit(weights, means, variances, n_iter, converged, lower_bound)
 
 
-def _weighted_log_prob(x: Tensor, weights: Tensor, means: Tensor, variances: Tensor) -> Tensor:
-    """``[G, M, 2]`` ``log w_k + log N(x | mu_k, var_k)`` for ``x [G, M, 1]`` and ``[G, 2]`` parameters.
+def _weighted_log_prob(x: Tensor, x_sq: Tensor, weights: Tensor, means: Tensor, variances: Tensor) -> Tensor:
+    """``log w_k + log N(x | mu_k, var_k)``: ``[G, M, 2]`` for ``x``, ``x_sq = x^2`` ``[G, M, 1]``.
 
-    sklearn's ``_estimate_log_gaussian_prob`` for "diag", in its order of operations: the precision comes
-    from its Cholesky factor ``1 / sqrt(var)``, and the squared distance is expanded as
-    ``mu^2 p - 2 x mu p + x^2 p``.
+    sklearn's ``_estimate_log_gaussian_prob`` for "diag", in its order of operations: the precision ``p``
+    comes from its Cholesky factor ``1 / sqrt(var)``, and the squared distance is expanded as
+    ``mu^2 p - 2 x mu p + x^2 p`` with every product rounded on its own (no fused multiply-add). The terms
+    cancel where a component has collapsed (``p ~ 1e6``), and only sklearn's rounding gives sklearn's result.
     """
-    weights, means, variances = weights.unsqueeze(1), means.unsqueeze(1), variances.unsqueeze(1)
     precision_chol = 1.0 / torch.sqrt(variances)
     precision = precision_chol**2
-    sq_dist = means**2 * precision - 2.0 * (x * (means * precision)) + x**2 * precision
-    return -0.5 * (_LOG_2PI + sq_dist) + torch.log(precision_chol) + torch.log(weights)
-
-
-def _logsumexp2(weighted: Tensor) -> Tensor:
-    """``[G, M, 1]`` log-sum-exp over the 2 components of ``[G, M, 2]``, as sklearn's ``_logsumexp``.
-
-    sklearn computes ``log1p(exp(lo - hi)) + hi`` (and ``log(2) + hi`` on a tie, which is the same:
-    ``log1p(1) == log(2)``). The clamp only avoids subnormal ``exp`` results, which are ~10x slower on
-    CPU; ``log1p`` of them is lost against ``hi`` anyway.
-    """
-    hi = weighted.amax(dim=2, keepdim=True)
-    lo = weighted.amin(dim=2, keepdim=True)
-    return torch.log1p(torch.exp((lo - hi).clamp(min=_LOG_RESP_MIN))) + hi
+    cross = x * (-2.0 * means * precision).unsqueeze(1)  # == -(2 (x mu p)) exactly: scaling by 2 is exact
+    sq_dist = (means**2 * precision).unsqueeze(1) + cross + x_sq * precision.unsqueeze(1)
+    log_terms = torch.log(precision_chol) + torch.log(weights) - 0.5 * _LOG_2PI  # [G, 2]
+    return torch.add(log_terms.unsqueeze(1), sq_dist, alpha=-0.5)
 
 
 def _check_values(values: Tensor, groups: int | None, device: torch.device | None) -> None:
