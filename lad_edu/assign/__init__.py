@@ -7,7 +7,8 @@ Every assigner is a plain object with an ``.assign(...)`` method returning an :c
 
 from lad_edu.assign.atss import ATSSAssigner
 from lad_edu.assign.fixed_iou import FixedIoUAssigner
+from lad_edu.assign.lad import LADAssigner
 from lad_edu.assign.paa import PAAAssigner
 from lad_edu.assign.result import AssignResult
 
-__all__ = ["AssignResult", "FixedIoUAssigner", "ATSSAssigner", "PAAAssigner"]
+__all__ = ["AssignResult", "FixedIoUAssigner", "ATSSAssigner", "PAAAssigner", "LADAssigner"]
