@@ -25,6 +25,7 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_assign.py
+	$(PY) benchmarks/bench_paa.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -174,23 +174,27 @@ def bench(device, repeats):
 
 
 def print_table(rows):
+    # (column, width, number format)
     columns = [
-        ("scale", "<18"),
-        ("device", "<6"),
-        ("images", "<11"),
-        ("GTs", ">4"),
-        ("candidates", ">10"),
-        ("ours ms", ">8.2f"),
-        ("sklearn ms", ">10.1f"),
-        ("speed-up", ">8.1f"),
-        ("identical", ">9"),
+        ("scale", 18, ""),
+        ("device", 6, ""),
+        ("images", 11, ""),
+        ("GTs", 4, "d"),
+        ("candidates", 10, "d"),
+        ("ours ms", 8, ".2f"),
+        ("sklearn ms", 10, ".1f"),
+        ("speed-up", 8, ".1f"),
+        ("identical", 9, ""),
     ]
-    widths = [len(format(name, fmt.rstrip(".0123456789f"))) for name, fmt in columns]
-    print("| " + " | ".join(f"{name:{fmt.rstrip('.0123456789f')}}" for name, fmt in columns) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    print("| " + " | ".join(f"{name:<{width}}" for name, width, _ in columns) + " |")
+    print("|" + "|".join("-" * (width + 2) for _, width, _ in columns) + "|")
     for row in rows:
         row = {**row, "speed-up": row["sklearn ms"] / row["ours ms"]}
-        print("| " + " | ".join(f"{row[name]:{fmt}}" for name, fmt in columns) + " |")
+        cells = [
+            f"{row[name]:<{width}}" if not fmt else f"{row[name]:>{width}{fmt}}"
+            for name, width, fmt in columns
+        ]
+        print("| " + " | ".join(cells) + " |")
 
 
 def main():
