@@ -24,8 +24,8 @@ test: lint
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_assign.py
-	$(PY) benchmarks/bench_paa.py
+	$(PY) -m benchmarks.bench_assign
+	$(PY) -m benchmarks.bench_paa
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,6 +1,6 @@
 """Time the assigners per image, and fixed IoU against torchvision's RetinaNet matcher.
 
-    python benchmarks/bench_assign.py [--repeats 30] [--device cpu cuda] [--threads N]
+    python -m benchmarks.bench_assign [--repeats 30] [--device cpu cuda] [--threads N]
 
 For each scale (COCO: an 800x1216 image, strides 8-128; classroom: 320x320), number of GTs (5, 30) and
 device, it prints the median milliseconds of one ``.assign`` call:
@@ -32,7 +32,7 @@ NUM_GTS = (5, 30)
 
 
 def random_gts(image_size: tuple[int, int], num_gts: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``num_gts`` boxes inside the image with sides log-uniform between 1/40 and 1/2 of its short side."""
+    """``num_gts`` boxes with log-uniform sides between 1/40 and 1/2 of the short side (bench_paa's too)."""
     g = torch.Generator().manual_seed(seed)
     height, width = image_size
     short = min(height, width)

@@ -1,6 +1,6 @@
 """Time PAA's reassignment: our batched torch GMM against the per-GT sklearn loop of the reference.
 
-    python benchmarks/bench_paa.py [--repeats 20] [--device cpu cuda] [--threads N]
+    python -m benchmarks.bench_paa [--repeats 20] [--device cpu cuda] [--threads N]
 
 For each scale (COCO: 800x1216, one anchor per location, ~20k anchors; classroom: 320x320), number of GTs
 (5, 30) and device, and for a batch of 16 such images, it prints the median milliseconds of
@@ -16,14 +16,13 @@ anchor's IoU, so that costs spread over a low and a high mode as in a partly tra
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 
 import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
 
+from benchmarks.bench_assign import median_ms, random_gts
 from lad_edu.anchors import level_ids, single
 from lad_edu.assign import FixedIoUAssigner
 from lad_edu.assign.paa import paa_cost, paa_reassign
@@ -67,22 +66,10 @@ def paa_reassign_sklearn(costs, candidate_anchor, candidate_gt, num_level_anchor
     return positive
 
 
-def random_gts(image_size, num_gts, generator):
-    """``num_gts`` boxes with log-uniform sides between 1/40 and 1/2 of the short side."""
-    height, width = image_size
-    short = min(height, width)
-    low, high = np.log(short / 40), np.log(short / 2)
-    sides = torch.exp(torch.empty(num_gts, 2).uniform_(low, high, generator=generator))
-    x1 = torch.rand(num_gts, generator=generator) * (width - sides[:, 0])
-    y1 = torch.rand(num_gts, generator=generator) * (height - sides[:, 1])
-    return torch.stack([x1, y1, x1 + sides[:, 0], y1 + sides[:, 1]], dim=1)
-
-
 def synthetic_image(anchors, image_size, num_gts, seed):
     """One image's PAA inputs: candidates from the 0.1 pre-assignment and their eq. 2 costs."""
+    gt_boxes, gt_labels = random_gts(image_size, num_gts, seed)
     g = torch.Generator().manual_seed(seed)
-    gt_boxes = random_gts(image_size, num_gts, g)
-    gt_labels = torch.randint(0, NUM_CLASSES, (num_gts,), generator=g)
     pre = FixedIoUAssigner(0.1, 0.1).assign(anchors, gt_boxes, gt_labels)
     candidate_anchor = pre.pos.nonzero().squeeze(1)
     candidate_gt = pre.gt_inds[candidate_anchor] - 1
@@ -115,21 +102,6 @@ def identical_gts(ours, reference, candidate_gt, num_gts):
     return int((~differs).sum())
 
 
-def median_ms(fn, device, repeats):
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 def bench(device, repeats):
     rows = []
     for scale, image_size in SCALES.items():
@@ -148,13 +120,13 @@ def bench(device, repeats):
                 costs, cand_anchor, cand_gt = inputs
                 total_gts = num_gts * images_in
                 on_device = [t.to(device) for t in inputs]
-                ours = median_ms(lambda: paa_reassign(*on_device, nla, total_gts), device, repeats)  # noqa: B023
+                ours = median_ms([lambda: paa_reassign(*on_device, nla, total_gts)], device, repeats)[0]  # noqa: B023
                 reference_mask = paa_reassign_sklearn(costs, cand_anchor, cand_gt, nla, total_gts)
                 reference = median_ms(
-                    lambda: paa_reassign_sklearn(costs, cand_anchor, cand_gt, nla, total_gts),  # noqa: B023
+                    [lambda: paa_reassign_sklearn(costs, cand_anchor, cand_gt, nla, total_gts)],  # noqa: B023
                     "cpu",
                     max(3, repeats // 4),
-                )
+                )[0]
                 same = identical_gts(
                     paa_reassign(*on_device, nla, total_gts), reference_mask, cand_gt, total_gts
                 )
