@@ -214,6 +214,10 @@ def test_assigner_rejects_mismatched_predictions():
         PAAAssigner().assign(anchors, nla, gt_boxes[0], gt_labels[0], cls_logits[0, :-1], pred_boxes[0])
     with pytest.raises(ValueError, match="loc_loss"):
         PAAAssigner(loc_loss="l2")
+    with pytest.raises(ValueError, match="num_level_anchors"):
+        PAAAssigner().assign(anchors, nla[:-1], gt_boxes[0], gt_labels[0], cls_logits[0], pred_boxes[0])
+    with pytest.raises(ValueError, match=r"class ids in \[0, 5\)"):
+        PAAAssigner().assign(anchors, nla, gt_boxes[0], gt_labels[0] + 5, cls_logits[0], pred_boxes[0])
 
 
 @pytest.mark.parametrize("device", DEVICES)

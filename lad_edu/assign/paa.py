@@ -84,6 +84,11 @@ def paa_cost(
     if cls_logits.dim() != 2 or len(cls_logits) != len(candidate_gt):
         raise ValueError(f"cls_logits must be [K, C] with K = len(candidate_gt) = {len(candidate_gt)}")
     check_boxes(pred_boxes, "pred_boxes")
+    num_classes = cls_logits.shape[1]
+    if len(gt_labels) and not bool(((gt_labels >= 0) & (gt_labels < num_classes)).all()):
+        raise ValueError(
+            f"gt_labels must be class ids in [0, {num_classes}) (cls_logits has {num_classes} columns)"
+        )
     cls_logits, pred_boxes = cls_logits.float(), pred_boxes.float()
     target_boxes = gt_boxes[candidate_gt].to(pred_boxes.dtype)
     target = F.one_hot(gt_labels[candidate_gt].long(), cls_logits.shape[1]).to(cls_logits.dtype)
@@ -365,6 +370,10 @@ class PAAAssigner:
             cls_logits: ``[B, N, C]``; pred_boxes: ``[B, N, 4]``.
         """
         num_images, num_anchors = len(gt_boxes), len(anchors)
+        if sum(num_level_anchors) != num_anchors:
+            raise ValueError(
+                f"num_level_anchors {list(num_level_anchors)} must sum to the {num_anchors} anchors"
+            )
         if cls_logits.dim() != 3 or cls_logits.shape[:2] != (num_images, num_anchors):
             raise ValueError(
                 f"cls_logits must be [B={num_images}, N={num_anchors}, C], got {tuple(cls_logits.shape)}"
