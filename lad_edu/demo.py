@@ -12,19 +12,8 @@ import torch
 from lad_edu.anchors import retinanet, single
 from lad_edu.assign import ATSSAssigner, FixedIoUAssigner
 from lad_edu.boxes import box_iou
-
-IMAGE_SIZE = (320, 320)  # (height, width)
-
-# (name, xyxy box): from a 6 px dot to a 200 px object, with an elongated one and an overlapping pair
-SCENE = [
-    ("dot", (146.0, 26.0, 151.0, 31.0)),  # no multiple of 8 inside: no anchor centre
-    ("small digit", (20.0, 20.0, 40.0, 44.0)),
-    ("digit", (60.0, 70.0, 108.0, 130.0)),
-    ("thin bar", (130.0, 90.0, 290.0, 102.0)),
-    ("square", (180.0, 150.0, 260.0, 230.0)),
-    ("overlapping", (210.0, 180.0, 300.0, 290.0)),
-    ("big shape", (10.0, 150.0, 210.0, 310.0)),
-]
+from lad_edu.scenes import DEMO_IMAGE_SIZE as IMAGE_SIZE
+from lad_edu.scenes import DEMO_SCENE as SCENE
 
 
 def assignment_table() -> tuple[list[dict], dict]:
