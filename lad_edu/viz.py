@@ -44,9 +44,13 @@ NEGATIVE_COLOR = "0.85"
 # helpers
 
 
+# tab10 without its grey (index 7), which would read as "negative" on the grey canvas
+_GT_PALETTE = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]
+
+
 def gt_color(k: int):
     """The colour of GT ``k`` (0-based) in every figure."""
-    return plt.get_cmap("tab10")(k % 10)
+    return _GT_PALETTE[k % len(_GT_PALETTE)]
 
 
 def _figure_and_ax(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -83,9 +87,10 @@ def draw_boxes(
     gt_names: list[str] | None = None,
     anchors: Tensor | None = None,
     image_size: tuple[int, int] | None = None,
+    anchor_color: str = "white",
     ax: Axes | None = None,
 ) -> Figure:
-    """GT boxes over an image, labelled; optionally anchors as thin grey outlines.
+    """GT boxes over an image, labelled; optionally anchors as thin outlines.
 
     Args:
         image: ``[3, H, W]`` or None (then ``image_size`` sets the canvas).
@@ -93,13 +98,16 @@ def draw_boxes(
         gt_names: a label per GT (default ``"GT k"``).
         anchors: ``[A, 4]`` xyxy to outline (pass a few: all of them hide the image).
         image_size: ``(height, width)`` when there is no image.
+        anchor_color: the anchors' outline colour.
         ax: draw here instead of a new figure.
     """
     fig, ax = _figure_and_ax(ax, (5, 5))
     _show_image(ax, image, image_size)
     if anchors is not None:
         for x1, y1, x2, y2 in anchors.tolist():
-            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=0.6, ec="0.4", alpha=0.7))
+            ax.add_patch(
+                Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=0.8, ec=anchor_color, alpha=0.9)
+            )
     for k, ((x1, y1, x2, y2), name) in enumerate(
         zip(gt_boxes.tolist(), _gt_names(len(gt_boxes), gt_names), strict=True)
     ):
@@ -111,6 +119,7 @@ def draw_boxes(
             color="white",
             fontsize=8,
             va="bottom",
+            clip_on=True,  # a label whose box is zoomed out of view stays out of view
             bbox={"facecolor": gt_color(k), "edgecolor": "none", "pad": 1, "alpha": 0.9},
         )
     return fig
@@ -317,7 +326,7 @@ def draw_assignment_diff(
     )
     for k, (x1, y1, x2, y2) in enumerate(gt_boxes.tolist()):
         axes[0].add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.5, ec=gt_color(k)))
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].legend(fontsize=7, loc="best")
     axes[0].set_title(f"{int(only_a.sum())} + {int(only_b.sum())} anchors flip", fontsize=10)
 
     labels = _gt_names(len(gt_boxes), gt_names)

@@ -22,7 +22,8 @@ threshold 0.549, and the 0.56 candidate would wrongly become a positive too.
 
 A pitfall worth seeing: when a small GT lies wholly inside several equal anchors, their IoUs tie, the
 std is driven by the other levels, and ``mean + std`` can land just above the tied value, so the GT gets
-no positive at all (a 48×48 box centred on a stride-8 grid in a 64×64 image does this).
+no positive at all (a 48×48 box on the stride-8 grid of a 64×64 image, with strides 8 and 16 only, does
+this; with all five levels the extra candidates lower the threshold and it gets 9).
 
 Differences from MMDetection's ``ATSSAssigner``: ties in centre distance at the top-k boundary go to the
 lower anchor index (MMDetection's ``topk`` leaves them implementation-defined, so CPU and CUDA can
