@@ -274,6 +274,7 @@ def draw_cost_gmm(
     cut = float(d["cut"][gt])
     if not math.isnan(cut):
         ax.axvline(cut, color="black", ls="--", label=f"cut = {cut:.2f} ({int(positive.sum())} positives)")
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.45)  # head room: the legend sits above the bars
     ax.set_xlabel("assignment cost (eq. 2)")
     ax.set_ylabel("density")
     ax.set_title(gt_name or f"GT {gt}", fontsize=10)

@@ -193,6 +193,7 @@ def test_positives_keep_their_pre_assigned_gt_and_the_rest_is_negative():
     assert result.num_pos < int((pre > 0).sum())
     assert result.details["costs"].shape == result.details["candidates"].shape
     assert result.details["gmm_means"].shape == (3, 2)
+    assert result.details["gmm_n_iter"].shape == (3,) and (result.details["gmm_n_iter"] >= 2).all()
     chosen = result.details["candidates"][result.details["positive"]]
     assert sorted(chosen.tolist()) == sorted(result.pos.nonzero().squeeze(1).tolist())
 

@@ -347,7 +347,8 @@ class PAAAssigner:
             (PAA ignores nothing). ``details`` holds, per GT (rows) and selected candidate (columns, sorted by
             cost): ``candidates`` (anchor indices, -1 padding), ``costs``, ``component`` (0 = low cost),
             ``positive``; per GT ``cut`` and the mixture ``gmm_weights``, ``gmm_means``, ``gmm_variances``
-            (``[G, 2]``); and ``pre_gt_inds`` (``[N]``, the pre-assignment).
+            (``[G, 2]``), ``gmm_n_iter`` and ``gmm_converged`` (``[G]``); and ``pre_gt_inds`` (``[N]``, the
+            pre-assignment).
         """
         return self.assign_batch(
             anchors, num_level_anchors, [gt_boxes], [gt_labels], cls_logits[None], pred_boxes[None]
@@ -435,6 +436,8 @@ class PAAAssigner:
                 "gmm_weights": split.gmm.weights[rows],
                 "gmm_means": split.gmm.means[rows],
                 "gmm_variances": split.gmm.variances[rows],
+                "gmm_n_iter": split.gmm.n_iter[rows],
+                "gmm_converged": split.gmm.converged[rows],
             }
             results.append(AssignResult.from_gt_inds(gt_inds, pre.max_iou, gt_labels[b], details=details))
         return results
