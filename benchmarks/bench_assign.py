@@ -126,11 +126,16 @@ def print_table(rows: list[dict]) -> None:
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30, help="timed calls per cell (median reported)")
+def benchmark_setup(doc: str, default_repeats: int) -> tuple[int, list[str], str]:
+    """The benchmarks' shared command line: ``--repeats``, ``--device``, ``--threads``.
+
+    Returns the repeats, the devices to time (cpu, and cuda when present) and a one-line description of
+    the machine for the table's header.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=default_repeats, help="timed calls per cell (median)")
     parser.add_argument(
-        "--device", nargs="+", default=None, help="devices to time (default: cpu, and cuda if present)"
+        "--device", nargs="+", default=None, help="devices (default: cpu, and cuda if present)"
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
@@ -141,11 +146,14 @@ def main() -> None:
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     if "cuda" in devices and not torch.cuda.is_available():
         raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
-    cpu_name = f"{torch.get_num_threads()} CPU threads"
-    gpu_name = f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""
-    print(f"torch {torch.__version__}, {cpu_name}{gpu_name}; median of {args.repeats} calls\n")
-    rows = [row for device in devices for row in bench(device, args.repeats)]
-    print_table(rows)
+    gpu = f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""
+    return args.repeats, devices, f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads{gpu}"
+
+
+def main() -> None:
+    repeats, devices, machine = benchmark_setup(__doc__, default_repeats=30)
+    print(f"{machine}; median of {repeats} calls\n")
+    print_table([row for device in devices for row in bench(device, repeats)])
 
 
 if __name__ == "__main__":

@@ -15,14 +15,13 @@ anchor's IoU, so that costs spread over a low and a high mode as in a partly tra
 
 from __future__ import annotations
 
-import argparse
 import warnings
 
 import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
 
-from benchmarks.bench_assign import median_ms, random_gts
+from benchmarks.bench_assign import benchmark_setup, median_ms, random_gts
 from lad_edu.anchors import level_ids, single
 from lad_edu.assign import FixedIoUAssigner
 from lad_edu.assign.paa import paa_cost, paa_reassign
@@ -170,24 +169,10 @@ def print_table(rows):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=20, help="timed calls of ours per cell (median)")
-    parser.add_argument(
-        "--device", nargs="+", default=None, help="devices (default: cpu, and cuda if present)"
-    )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    if "cuda" in devices and not torch.cuda.is_available():
-        raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
+    repeats, devices, machine = benchmark_setup(__doc__, default_repeats=20)
     warnings.filterwarnings("ignore", module="sklearn")  # sklearn's ConvergenceWarning on hard GTs
-    gpu = f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads{gpu}; sklearn reference on CPU\n"
-    )
-    print_table([row for device in devices for row in bench(device, args.repeats)])
+    print(f"{machine}; sklearn reference on CPU\n")
+    print_table([row for device in devices for row in bench(device, repeats)])
 
 
 if __name__ == "__main__":
