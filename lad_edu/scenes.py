@@ -39,7 +39,7 @@ def render(
     boxes: list[tuple[float, float, float, float]] | Tensor,
     image_size: tuple[int, int],
     seed: int = 0,
-    shapes: list[str] | None = None,
+    shapes: list[str | int] | None = None,
 ) -> Tensor:
     """Paint one object per box on a grey, noisy canvas.
 
@@ -47,7 +47,8 @@ def render(
         boxes: ``[G, 4]`` xyxy pixels.
         image_size: ``(height, width)``.
         seed: for the noise, the colours, the digits chosen and (when ``shapes`` is None) the shapes.
-        shapes: per box one of ``"digit"``, ``"ellipse"``, ``"rectangle"``; random by default.
+        shapes: per box one of ``"digit"`` (a random one), ``"ellipse"``, ``"rectangle"``, or an int 0-9 for
+            a handwritten digit of that class; random by default.
 
     Returns:
         ``[3, H, W]`` uint8 image.
@@ -55,12 +56,13 @@ def render(
     rng = np.random.default_rng(seed)
     height, width = image_size
     canvas = 0.5 + 0.06 * rng.standard_normal((height, width, 3))
-    digits = load_digits().images / 16.0  # [1797, 8, 8] in [0, 1]
+    dataset = load_digits()
+    digits, digit_classes = dataset.images / 16.0, dataset.target  # [1797, 8, 8] in [0, 1], [1797]
     boxes = [tuple(float(v) for v in box) for box in (boxes.tolist() if isinstance(boxes, Tensor) else boxes)]
     for i, (x1, y1, x2, y2) in enumerate(boxes):
         shape = shapes[i] if shapes is not None else SHAPES[rng.integers(len(SHAPES))]
-        if shape not in SHAPES:
-            raise ValueError(f"shapes[{i}] must be one of {SHAPES}, got {shape!r}")
+        if shape not in SHAPES and shape not in range(10):
+            raise ValueError(f"shapes[{i}] must be one of {SHAPES} or a digit 0-9, got {shape!r}")
         colour = rng.uniform(0.0, 1.0, 3)
         c1, r1 = max(int(np.floor(x1)), 0), max(int(np.floor(y1)), 0)
         c2, r2 = min(int(np.ceil(x2)), width), min(int(np.ceil(y2)), height)
@@ -69,8 +71,9 @@ def render(
         ys, xs = np.mgrid[r1:r2, c1:c2]
         u = (xs + 0.5 - x1) / max(x2 - x1, 1e-6)  # position inside the box, [0, 1]
         v = (ys + 0.5 - y1) / max(y2 - y1, 1e-6)
-        if shape == "digit":
-            glyph = digits[rng.integers(len(digits))]
+        if shape == "digit" or isinstance(shape, int):
+            pool = np.arange(len(digits)) if shape == "digit" else np.flatnonzero(digit_classes == shape)
+            glyph = digits[pool[rng.integers(len(pool))]]  # for "digit": the same draw as before
             alpha = glyph[np.clip((v * 8).astype(int), 0, 7), np.clip((u * 8).astype(int), 0, 7)]
         elif shape == "ellipse":
             alpha = (((u - 0.5) ** 2 + (v - 0.5) ** 2) <= 0.25).astype(float)
