@@ -44,7 +44,15 @@ from lad_edu.assign.result import AssignResult
 from lad_edu.boxes import aligned_box_giou, aligned_box_iou, check_boxes
 from lad_edu.gmm import GMMFit, fit_gmm2
 
-__all__ = ["PAAAssigner", "PAASplit", "paa_cost", "paa_positives", "paa_reassign", "paa_split"]
+__all__ = [
+    "PAAAssigner",
+    "PAACandidates",
+    "PAASplit",
+    "paa_cost",
+    "paa_positives",
+    "paa_reassign",
+    "paa_split",
+]
 
 LOC_LOSSES = ("giou", "iou")
 
@@ -275,6 +283,25 @@ def paa_reassign(
 # the assigner
 
 
+@dataclass
+class PAACandidates:
+    """The pre-assigned candidates of a batch, in one flat list (step 1 of :class:`PAAAssigner`).
+
+    Attributes:
+        pres: each image's pre-assignment (:class:`AssignResult` of the 0.1 / 0.1 MaxIoU rule).
+        anchor: ``[K]`` long, each candidate's anchor index plus ``image · num_anchors``.
+        gt: ``[K]`` long, its 0-based GT index in the batch (image ``b``'s GTs start at ``gt_offsets[b]``).
+        gt_offsets: ``B + 1`` running GT counts.
+        num_anchors: anchors per image ``N``.
+    """
+
+    pres: list[AssignResult]
+    anchor: Tensor
+    gt: Tensor
+    gt_offsets: list[int]
+    num_anchors: int
+
+
 class PAAAssigner:
     """Probabilistic Anchor Assignment of one image or a batch (see the module docstring).
 
@@ -383,8 +410,13 @@ class PAAAssigner:
             raise ValueError(
                 f"pred_boxes must be [B={num_images}, N={num_anchors}, 4], got {tuple(pred_boxes.shape)}"
             )
-        pres = [self.pre_assigner.assign(anchors, g, c) for g, c in zip(gt_boxes, gt_labels, strict=True)]
+        candidates = self.candidates(anchors, gt_boxes, gt_labels)
+        costs = self.costs(candidates, gt_boxes, gt_labels, cls_logits, pred_boxes)
+        return self.assign_from_costs(candidates, costs, num_level_anchors, gt_labels)
 
+    def candidates(self, anchors: Tensor, gt_boxes: list[Tensor], gt_labels: list[Tensor]) -> PAACandidates:
+        """Step 1, the pre-assignment of every image, gathered into one list of candidates for the batch."""
+        pres = [self.pre_assigner.assign(anchors, g, c) for g, c in zip(gt_boxes, gt_labels, strict=True)]
         # every image's candidates in one list: anchors offset by image, GTs by the GTs before it
         gt_offsets = [0]
         for boxes in gt_boxes:
@@ -392,26 +424,57 @@ class PAAAssigner:
         flat_anchor, flat_gt = [], []
         for b, pre in enumerate(pres):
             candidates = pre.pos.nonzero().squeeze(1)
-            flat_anchor.append(candidates + b * num_anchors)
+            flat_anchor.append(candidates + b * len(anchors))
             flat_gt.append(pre.gt_inds[candidates] - 1 + gt_offsets[b])
-        flat_anchor, flat_gt = torch.cat(flat_anchor), torch.cat(flat_gt)
+        return PAACandidates(pres, torch.cat(flat_anchor), torch.cat(flat_gt), gt_offsets, len(anchors))
 
-        with torch.no_grad():
-            costs = paa_cost(
-                cls_logits.reshape(num_images * num_anchors, -1)[flat_anchor],
-                pred_boxes.reshape(num_images * num_anchors, 4)[flat_anchor],
-                torch.cat(gt_boxes),
-                torch.cat(gt_labels),
-                flat_gt,
-                self.bbox_weight,
-                self.loc_loss,
-                self.gamma,
-                self.alpha,
-            )
+    @torch.no_grad()
+    def costs(
+        self,
+        candidates: PAACandidates,
+        gt_boxes: list[Tensor],
+        gt_labels: list[Tensor],
+        cls_logits: Tensor,
+        pred_boxes: Tensor,
+    ) -> Tensor:
+        """Step 2, eq. 2 for every candidate of the batch: ``[K]``, no gradient.
+
+        Args:
+            cls_logits: ``[B, N, C]``; pred_boxes: ``[B, N, 4]`` decoded xyxy (any network's: the
+                student's for PAA, a teacher's for LAD, either of two for CoLAD).
+        """
+        num_images, num_anchors = cls_logits.shape[:2]
+        anchor = candidates.anchor
+        return paa_cost(
+            cls_logits.reshape(num_images * num_anchors, -1)[anchor],
+            pred_boxes.reshape(num_images * num_anchors, 4)[anchor],
+            torch.cat(gt_boxes),
+            torch.cat(gt_labels),
+            candidates.gt,
+            self.bbox_weight,
+            self.loc_loss,
+            self.gamma,
+            self.alpha,
+        )
+
+    def assign_from_costs(
+        self,
+        candidates: PAACandidates,
+        costs: Tensor,
+        num_level_anchors: list[int],
+        gt_labels: list[Tensor],
+    ) -> list[AssignResult]:
+        """Step 3, the GMM split of the candidates' ``costs [K]``, turned into one result per image."""
+        flat_anchor, num_anchors, gt_offsets = (
+            candidates.anchor,
+            candidates.num_anchors,
+            candidates.gt_offsets,
+        )
+        num_images = len(candidates.pres)
         split = paa_split(
             costs,
             flat_anchor,
-            flat_gt,
+            candidates.gt,
             num_level_anchors * num_images,  # level ids then differ by image, as the GT ids do
             gt_offsets[-1],
             self.topk,
@@ -421,7 +484,7 @@ class PAAAssigner:
         slot_anchor = torch.where(split.valid, flat_anchor[split.candidates.clamp(min=0)] % num_anchors, -1)
 
         results = []
-        for b, pre in enumerate(pres):
+        for b, pre in enumerate(candidates.pres):
             positives = flat_anchor[split.pos_mask & (flat_anchor // num_anchors == b)] - b * num_anchors
             gt_inds = torch.zeros_like(pre.gt_inds)
             gt_inds[positives] = pre.gt_inds[positives]  # a positive keeps its pre-assigned GT
