@@ -21,6 +21,7 @@ import torchvision.ops
 from torch import Tensor
 
 __all__ = [
+    "box_iof",
     "check_boxes",
     "box_iou",
     "box_giou",
@@ -74,6 +75,28 @@ def box_giou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         ``[N, M]`` GIoU in [-1, 1]. Two identical zero-area boxes (empty hull) give 0, not NaN.
     """
     return torchvision.ops.generalized_box_iou(boxes1, boxes2).nan_to_num_(nan=0.0)
+
+
+def box_iof(boxes1: Tensor, regions: Tensor) -> Tensor:
+    """Intersection over foreground: the share of each box's area that lies inside each region.
+
+    MMDetection's ``mode='iof'``, used to ignore anchors covered by a crowd region.
+
+    Args:
+        boxes1: ``[N, 4]`` xyxy (the anchors).
+        regions: ``[M, 4]`` xyxy.
+
+    Returns:
+        ``[N, M]`` in [0, 1]; 0 for a zero-area box.
+
+    >>> box_iof(torch.tensor([[0., 0., 10., 10.]]), torch.tensor([[5., 0., 20., 20.]]))
+    tensor([[0.5000]])
+    """
+    top_left = torch.maximum(boxes1[:, None, :2], regions[None, :, :2])
+    bottom_right = torch.minimum(boxes1[:, None, 2:], regions[None, :, 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(dim=2)  # [N, M]
+    area = torchvision.ops.box_area(boxes1)[:, None]
+    return (inter / area).nan_to_num(0.0)
 
 
 def aligned_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:

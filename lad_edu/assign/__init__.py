@@ -6,9 +6,10 @@ Every assigner is a plain object with an ``.assign(...)`` method returning an :c
 """
 
 from lad_edu.assign.atss import ATSSAssigner
+from lad_edu.assign.colad import CoLADAssigner
 from lad_edu.assign.fixed_iou import FixedIoUAssigner
 from lad_edu.assign.lad import LADAssigner
 from lad_edu.assign.paa import PAAAssigner
 from lad_edu.assign.result import AssignResult
 
-__all__ = ["AssignResult", "FixedIoUAssigner", "ATSSAssigner", "PAAAssigner", "LADAssigner"]
+__all__ = ["AssignResult", "FixedIoUAssigner", "ATSSAssigner", "PAAAssigner", "LADAssigner", "CoLADAssigner"]

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from lad_edu.boxes import check_boxes, valid_box_mask
+from lad_edu.boxes import box_iof, check_boxes, valid_box_mask
 
-__all__ = ["AssignResult", "check_assign_inputs", "gt_columns_to_all"]
+__all__ = ["AssignResult", "check_assign_inputs", "gt_columns_to_all", "ignore_crowd"]
 
 
 @dataclass
@@ -162,3 +162,25 @@ def gt_columns_to_all(values: Tensor, kept: Tensor, num_gts: int, fill: float) -
     out = values.new_full((*values.shape[:-1], num_gts), fill)
     out[..., kept] = values
     return out
+
+
+def ignore_crowd(
+    result: AssignResult, anchors: Tensor, crowd_boxes: Tensor, iof_thr: float = 0.5
+) -> AssignResult:
+    """Turn negatives lying inside a crowd region (COCO ``iscrowd``) into ignored anchors.
+
+    A crowd box marks "many objects here, not annotated one by one": an anchor there is neither a fair
+    positive nor a fair negative, so it gets no loss. Positives are left alone; a negative whose area lies
+    more than ``iof_thr`` inside a crowd box (:func:`lad_edu.boxes.box_iof`) becomes ``-1``, as
+    MMDetection's ``ignore_iof_thr`` does.
+
+    Args:
+        result: one image's assignment.
+        anchors: ``[N, 4]`` xyxy; crowd_boxes: ``[R, 4]`` xyxy (may be empty).
+        iof_thr: the share of an anchor's area that must lie inside a crowd box.
+    """
+    if len(crowd_boxes) == 0:
+        return result
+    covered = box_iof(anchors, crowd_boxes).amax(dim=1) > iof_thr  # [N]
+    gt_inds = torch.where(result.neg & covered, -1, result.gt_inds)
+    return AssignResult(gt_inds, result.max_iou, result.labels, result.num_gts, result.details)
