@@ -19,8 +19,9 @@ IoU branch            ``0.5 · BCE(iou_logit, IoU(pred, gt))``     ``num_pos``
 objects from dividing by zero, and with no positive at all the box and IoU terms are exactly 0 (still
 connected to the graph, so every parameter gets a gradient of 0, as DDP needs).
 
-:func:`soft_label_kl` is the soft-label distillation loss of the LAD paper (eq. 1), used by soft-label
-distillation and SoLAD.
+:func:`soft_label_kl` is the soft-label distillation loss of the LAD paper (eq. 1);
+:func:`distillation_losses` applies it, with the paper's box distillation, in soft-label distillation and
+SoLAD.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ import torchvision.ops
 from torch import Tensor
 
 from lad_edu.assign.result import AssignResult
-from lad_edu.boxes import aligned_box_iou
+from lad_edu.boxes import aligned_box_iou, box_iou
 
-__all__ = ["LossWeights", "detection_losses", "soft_label_kl"]
+__all__ = ["LossWeights", "detection_losses", "distillation_losses", "soft_label_kl"]
 
 
 @dataclass(frozen=True)
@@ -152,3 +153,49 @@ def soft_label_kl(
         (1 - p_t).clamp(eps, 1 - eps).log() - (1 - p_s).clamp(eps, 1 - eps).log()
     )
     return (focal * kl).sum() / avg_factor
+
+
+def distillation_losses(
+    student_cls: Tensor,
+    student_boxes: Tensor,
+    teacher_cls: Tensor,
+    teacher_boxes: Tensor,
+    assignments: list[AssignResult],
+    gt_boxes: list[Tensor],
+    gamma: float = 0.5,
+    weight: float = 1.0,
+    box_iou_thr: float = 0.5,
+) -> dict[str, Tensor]:
+    """Soft-label distillation (paper section 3.1): imitate the teacher's scores and its good boxes.
+
+    * ``loss_soft_cls``: eq. 1 (:func:`soft_label_kl`) on every anchor that is not ignored, normalised
+      like the focal loss by ``max(num_pos, num_images)``;
+    * ``loss_soft_bbox``: ``1 - GIoU`` between the student's and the teacher's box, averaged over the
+      anchors whose *teacher* box has IoU > ``box_iou_thr`` with its nearest GT ("we select the predicted
+      boxes having IoU > 0.5 w.r.t. its nearest ground truth box for localization distilling").
+
+    Args:
+        student_cls, teacher_cls: ``[B, N, C]`` logits; student_boxes, teacher_boxes: ``[B, N, 4]`` xyxy.
+        assignments: the labels this step trains with (their ignored anchors are skipped, their positives
+            count for the normalisation).
+        gt_boxes: one ``[G_b, 4]`` per image.
+        gamma: eq. 1's focal exponent; weight: multiplies both terms.
+    """
+    gt_inds = torch.stack([a.gt_inds for a in assignments])  # [B, N]
+    num_pos = int((gt_inds > 0).sum())
+    avg = max(num_pos, len(assignments))
+    keep = gt_inds >= 0
+    loss_cls = soft_label_kl(student_cls[keep], teacher_cls[keep], gamma=gamma, avg_factor=avg)
+
+    teacher_boxes = teacher_boxes.detach()
+    good = torch.zeros_like(keep)
+    for b, boxes in enumerate(gt_boxes):
+        if len(boxes):
+            good[b] = box_iou(teacher_boxes[b], boxes.to(teacher_boxes.dtype)).amax(dim=1) > box_iou_thr
+    if good.any():
+        giou = torchvision.ops.generalized_box_iou_loss(
+            student_boxes[good], teacher_boxes[good], reduction="mean"
+        )
+    else:  # nothing to imitate: 0, still on the graph
+        giou = student_boxes.sum() * 0
+    return {"loss_soft_cls": weight * loss_cls, "loss_soft_bbox": weight * giou}

@@ -124,3 +124,44 @@ def test_soft_label_kl_trains_only_the_student():
     assert loss.item() > 0 and teacher.grad is None and student.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="differ"):
         soft_label_kl(student, teacher[:2])
+
+
+def test_distillation_losses_follow_the_teacher_boxes_near_a_gt_only():
+    from lad_edu.assign.result import AssignResult
+    from lad_edu.losses import distillation_losses
+
+    gt = [torch.tensor([[0.0, 0.0, 10.0, 10.0]])]
+    teacher_boxes = torch.tensor([[[0.0, 0.0, 10.0, 9.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 10.0, 4.0]]])
+    student_boxes = torch.tensor([[[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]]])
+    logits = torch.zeros(1, 3, 2)
+    assignment = AssignResult(torch.tensor([1, 0, -1]), torch.zeros(3), torch.tensor([0, -1, -1]), 1)
+    out = distillation_losses(
+        logits, student_boxes, logits.clone(), teacher_boxes, [assignment], gt, weight=2.0
+    )
+    # only anchor 0's teacher box (IoU 0.9 with the GT) is imitated; anchor 2's (IoU 0.4) is not
+    expected = torchvision.ops.generalized_box_iou_loss(student_boxes[0, :1], teacher_boxes[0, :1]).mean()
+    torch.testing.assert_close(out["loss_soft_bbox"], 2.0 * expected)
+    assert out["loss_soft_cls"].item() == pytest.approx(0.0, abs=1e-7)  # same scores: nothing to learn
+    # a different teacher score on the ignored anchor changes nothing; on a kept one it does
+    teacher = logits.clone()
+    teacher[0, 2] = 3.0
+    same = distillation_losses(logits, student_boxes, teacher, teacher_boxes, [assignment], gt)
+    assert same["loss_soft_cls"].item() == pytest.approx(0.0, abs=1e-7)
+    teacher[0, 1] = 3.0
+    moved = distillation_losses(logits, student_boxes, teacher, teacher_boxes, [assignment], gt)
+    assert moved["loss_soft_cls"].item() > 0
+
+
+def test_distillation_losses_on_an_image_without_objects_are_finite_and_on_the_graph():
+    from lad_edu.assign.result import AssignResult
+    from lad_edu.losses import distillation_losses
+
+    boxes = torch.tensor([[[0.0, 0.0, 8.0, 8.0]]], requires_grad=True)
+    logits = torch.zeros(1, 1, 2, requires_grad=True)
+    assignment = AssignResult(torch.tensor([0]), torch.zeros(1), torch.tensor([-1]), 0)
+    out = distillation_losses(
+        logits, boxes, torch.ones(1, 1, 2), boxes.detach(), [assignment], [torch.zeros(0, 4)]
+    )
+    total = out["loss_soft_cls"] + out["loss_soft_bbox"]
+    total.backward()
+    assert torch.isfinite(total) and boxes.grad is not None
