@@ -1,13 +1,20 @@
 """The ``lad-edu`` command line.
 
     lad-edu make-data [--out data/classroom] [--train 400] [--val 100] [--seed 0]
+    lad-edu train --config NAME_OR_YAML [--data ROOT] [--out RUN_DIR] [--set key=value ...] [--resume]
+    lad-edu eval --checkpoint PATH [--data ROOT] [--out DIR] [--partner] [--set key=value ...]
+    lad-edu assign [--assigner fixed|atss|paa] [--config NAME] [--checkpoint PATH] [--data ROOT]
+                   [--split val] [--index 0] [--out assignment.png]
 
-(``train``, ``eval``, ``assign`` and ``compare`` come with the training engine.)
+``train`` and ``eval`` default ``--data`` to the config's ``data.root`` (the classroom dataset under
+``data/``, written on first use). ``train --out`` defaults to ``runs/<config name>``. Under ``torchrun``
+every process runs the same command (see :mod:`lad_edu.train.distributed`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lad_edu.data.classroom import make_classroom_dataset
@@ -15,11 +22,125 @@ from lad_edu.data.classroom import make_classroom_dataset
 DEFAULT_DATA = Path("data") / "classroom"
 
 
+def _data_root(data: Path | None, configured: str) -> str:
+    """``--data``, else the config's root; the default classroom dataset is written when missing."""
+    if data is not None:
+        return str(data)
+    if Path(configured) == DEFAULT_DATA and not (DEFAULT_DATA / "annotations").is_dir():
+        print(f"writing the classroom dataset to {DEFAULT_DATA} (first use)")
+        make_classroom_dataset(DEFAULT_DATA)
+    return configured
+
+
+def _train(args: argparse.Namespace) -> None:
+    from lad_edu.train import load_config, train
+    from lad_edu.train.evaluate import format_stats
+
+    cfg = load_config(args.config, args.set)
+    cfg.data.root = _data_root(args.data, cfg.data.root)
+    out = args.out or Path("runs") / Path(args.config).stem
+    result = train(cfg, out, resume=args.resume)
+    if result.get("eval"):
+        print(f"{out}: epoch {result['epoch']}\n{format_stats(result['eval'])}")
+
+
+def _load_run(checkpoint: Path, overrides: list[str], data: Path | None):
+    """The config and the trained detector(s) of a lad_edu checkpoint."""
+    from lad_edu.model import build_detector
+    from lad_edu.train.checkpoint import load_checkpoint
+    from lad_edu.train.config import override_config
+
+    state = load_checkpoint(checkpoint)
+    cfg = override_config(state["config"], overrides)
+    cfg.data.root = _data_root(data, cfg.data.root)
+    num_classes = len(state["category_ids"])
+    model = build_detector(cfg.model, num_classes)
+    model.load_state_dict(state["model"])
+    return cfg, state, model
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from lad_edu.data.coco import CocoDetection
+    from lad_edu.model import build_detector
+    from lad_edu.train import evaluate_detector
+    from lad_edu.train.distributed import init_distributed, shutdown
+    from lad_edu.train.evaluate import format_stats
+
+    cfg, state, model = _load_run(args.checkpoint, args.set, args.data)
+    if args.partner:
+        if "partner" not in state:
+            raise ValueError(f"{args.checkpoint} has no second network (--partner is for CoLAD runs)")
+        model = build_detector(
+            replace(cfg.model, backbone=cfg.distill.teacher_backbone), len(state["category_ids"])
+        )
+        model.load_state_dict(state["partner"])
+    dataset = CocoDetection(cfg.data.root, cfg.data.val_split, min_size=cfg.data.min_box_size)
+    dist = init_distributed(cfg.device)
+    try:
+        stats = evaluate_detector(model.to(dist.device), dataset, cfg, dist, args.out)
+    finally:
+        shutdown()
+    if stats is not None:
+        print(f"{args.out}:\n{format_stats(stats)}")
+
+
+def _assign(args: argparse.Namespace) -> None:
+    import torch
+
+    from lad_edu.assign import ATSSAssigner, FixedIoUAssigner, PAAAssigner
+    from lad_edu.data.coco import CocoDetection
+    from lad_edu.data.transforms import EvalTransform, collate
+    from lad_edu.model import build_detector
+    from lad_edu.train import load_config
+    from lad_edu.viz import draw_assignment_levels
+
+    if args.checkpoint is not None:
+        cfg, state, model = _load_run(args.checkpoint, args.set, args.data)
+    else:
+        cfg = load_config(args.config, args.set)
+        cfg.data.root = _data_root(args.data, cfg.data.root)
+    dataset = CocoDetection(cfg.data.root, args.split, min_size=cfg.data.min_box_size)
+    if not 0 <= args.index < len(dataset):
+        raise ValueError(f"--index {args.index} is outside split {args.split!r} ({len(dataset)} images)")
+    image, target = EvalTransform(cfg.data.eval_short_side, cfg.data.max_size)(*dataset[args.index])
+    images, _ = collate([(image, target)])
+    if args.checkpoint is None:
+        if args.assigner == "paa":
+            print("no --checkpoint: PAA's costs come from an untrained network")
+        torch.manual_seed(cfg.seed)
+        model = build_detector(cfg.model, len(dataset.category_ids))
+    anchors, num_level_anchors = model.anchors(tuple(images.shape[-2:]), images.device)
+    boxes, labels = target["boxes"], target["labels"]
+    if args.assigner == "fixed":
+        result = FixedIoUAssigner(cfg.assign.pos_iou_thr, cfg.assign.neg_iou_thr).assign(
+            anchors, boxes, labels
+        )
+    elif args.assigner == "atss":
+        result = ATSSAssigner(cfg.assign.topk).assign(anchors, num_level_anchors, boxes, labels)
+    else:
+        with torch.no_grad():
+            cls_logits, pred_boxes = model.eval().dense_predictions(images.float())
+        paa = PAAAssigner(cfg.assign.topk, bbox_weight=cfg.assign.bbox_weight, loc_loss=cfg.assign.loc_loss)
+        result = paa.assign(anchors, num_level_anchors, boxes, labels, cls_logits[0], pred_boxes[0])
+    title = (
+        f"{args.assigner}: {result.num_pos} positives for {len(boxes)} objects (image {target['image_id']})"
+    )
+    figure = draw_assignment_levels(
+        result, anchors, num_level_anchors, boxes, image=image, strides=list(cfg.model.strides), title=title
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(args.out, dpi=120, bbox_inches="tight")
+    print(f"{title}\nwritten to {args.out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="lad-edu", description="Label assignment, from the classroom to COCO."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
     make_data = commands.add_parser("make-data", help="write the classroom dataset (COCO layout)")
     make_data.add_argument(
         "--out", type=Path, default=DEFAULT_DATA, help=f"dataset folder (default {DEFAULT_DATA})"
@@ -27,10 +148,48 @@ def main(argv: list[str] | None = None) -> None:
     make_data.add_argument("--train", type=int, default=400, help="training images (default 400)")
     make_data.add_argument("--val", type=int, default=100, help="validation images (default 100)")
     make_data.add_argument("--seed", type=int, default=0, help="the same seed writes the same dataset")
+
+    overrides = dict(
+        action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)"
+    )
+    data = dict(type=Path, default=None, help="COCO-layout dataset root (default: the config's data.root)")
+
+    train = commands.add_parser("train", help="train (and evaluate) a detector")
+    train.add_argument("--config", required=True, help="a shipped config name or a .yaml path")
+    train.add_argument("--data", **data)
+    train.add_argument("--out", type=Path, default=None, help="run directory (default runs/<config>)")
+    train.add_argument("--set", **overrides)
+    train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+
+    evaluate = commands.add_parser("eval", help="COCO evaluation of a checkpoint")
+    evaluate.add_argument("--checkpoint", type=Path, required=True)
+    evaluate.add_argument("--data", **data)
+    evaluate.add_argument("--out", type=Path, default=Path("eval"), help="output folder (default eval/)")
+    evaluate.add_argument("--partner", action="store_true", help="evaluate CoLAD's second network")
+    evaluate.add_argument("--set", **overrides)
+
+    assign = commands.add_parser("assign", help="draw one image's assignment to a PNG")
+    assign.add_argument("--assigner", choices=("fixed", "atss", "paa"), default="paa")
+    assign.add_argument("--config", default="classroom_paa", help="used when no --checkpoint is given")
+    assign.add_argument("--checkpoint", type=Path, default=None, help="a trained run (PAA's costs)")
+    assign.add_argument("--data", **data)
+    assign.add_argument("--split", default="val")
+    assign.add_argument("--index", type=int, default=0, help="which image of the split")
+    assign.add_argument("--out", type=Path, default=Path("assignment.png"))
+    assign.add_argument("--set", **overrides)
+
     args = parser.parse_args(argv)
     if args.command == "make-data":
         root = make_classroom_dataset(args.out, num_train=args.train, num_val=args.val, seed=args.seed)
         print(f"classroom dataset written to {root}")
+        return
+    from lad_edu.train.checkpoint import CheckpointError
+    from lad_edu.train.engine import NonFiniteLossError
+
+    try:
+        {"train": _train, "eval": _eval, "assign": _assign}[args.command](args)
+    except (ValueError, FileNotFoundError, CheckpointError, NonFiniteLossError) as error:
+        sys.exit(f"lad-edu {args.command}: error: {error}")
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ def soft_label_kl(
         )
     p_s = student_logits.sigmoid()
     p_t = teacher_logits.detach().sigmoid()
-    focal = (p_t - p_s).abs().pow(gamma)
+    focal = (p_t - p_s).abs().clamp(min=eps).pow(gamma)  # |x|^γ, γ < 1, has an infinite slope at 0
     kl = p_t * (p_t.clamp(eps, 1 - eps).log() - p_s.clamp(eps, 1 - eps).log()) + (1 - p_t) * (
         (1 - p_t).clamp(eps, 1 - eps).log() - (1 - p_s).clamp(eps, 1 - eps).log()
     )

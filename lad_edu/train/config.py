@@ -1,0 +1,279 @@
+"""Training configuration: plain dataclasses whose defaults are MMDetection's ``paa_r50_fpn_1x`` recipe.
+
+Every default lives in this file (and :class:`lad_edu.model.ModelConfig`). A YAML file states only what
+differs, optionally on top of another shipped config::
+
+    base: classroom_paa          # start from lad_edu/configs/classroom_paa.yaml
+    assign:
+      assigner: atss
+
+and ``--set key=value`` overrides one field on the command line (``--set optim.lr=0.02``,
+``--set model.backbone=resnet101``, ``--set optim.milestones=[16,22]``; values are read as YAML). A key
+that does not exist is an error naming it and the keys that do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lad_edu.model import ModelConfig
+
+__all__ = [
+    "AssignConfig",
+    "ConfigError",
+    "DataConfig",
+    "DistillConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "override_config",
+    "shipped_configs",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+ASSIGNERS = ("fixed", "atss", "paa")
+DISTILL_MODES = ("none", "soft", "lad", "solad", "colad")
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+class ConfigError(ValueError):
+    """A config file, key or value that cannot be used; the message says which and what to do."""
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are resized (COCO recipe: 800 / 1333, flip 0.5)."""
+
+    root: str = "data/classroom"
+    train_split: str = "train"
+    val_split: str = "val"
+    short_sides: tuple[int, ...] = (800,)  # several values: multi-scale training
+    max_size: int = 1333
+    eval_short_side: int = 800
+    flip_prob: float = 0.5
+    aspect_ratio_grouping: bool = True
+    batch_size: int = 2  # images per process (MMDetection: 2 per GPU x 8 GPUs)
+    num_workers: int = 2
+    min_box_size: float = 1.0  # boxes narrower or lower than this (px) are dropped
+
+
+@dataclass
+class AssignConfig:
+    """Which anchors learn which object. One head and one set of losses for every assigner."""
+
+    assigner: str = "paa"  # fixed | atss | paa
+    pos_iou_thr: float = 0.5  # fixed (RetinaNet's MaxIoU)
+    neg_iou_thr: float = 0.4  # fixed
+    topk: int = 9  # atss, paa
+    bbox_weight: float = 1.3  # paa cost: weight of (1 - GIoU); 1.0 = original PAA
+    loc_loss: str = "giou"  # paa cost: giou | iou (the paper's eq. 2)
+    keep_single_candidate: bool = False  # paa: original-PAA variant
+    all_if_no_fg: bool = False  # paa: original-PAA variant
+    crowd_iof_thr: float = 0.5  # negatives this much inside an iscrowd box are ignored
+
+
+@dataclass
+class DistillConfig:
+    """Learning from another network (paper sections 3.1-3.4).
+
+    ``soft``: the student's own PAA labels plus soft-label distillation (eq. 1); ``lad``: the teacher's
+    PAA labels (section 3.2); ``solad``: both; ``colad``: two networks trained together, the labels from
+    whichever is the better teacher at each step (section 3.4).
+    """
+
+    mode: str = "none"  # none | soft | lad | solad | colad
+    teacher_checkpoint: str | None = (
+        None  # soft / lad / solad: a lad_edu checkpoint or an MMDetection zoo file
+    )
+    teacher_backbone: str = (
+        "resnet101"  # the teacher's backbone when its checkpoint carries no config; colad's second network
+    )
+    soft_gamma: float = 0.5  # eq. 1's focal exponent (Table 2: 0.5)
+    soft_weight: float = 1.0
+    criterion: str = "std_mean"  # colad: std_mean | fisher
+    granularity: str = "iteration"  # colad: iteration (the paper) | group (the authors' code)
+
+
+@dataclass
+class OptimConfig:
+    """SGD with linear warm-up and a step schedule (MMDetection's 1x: 12 epochs, steps at 8 and 11)."""
+
+    lr: float = 0.01  # for a total batch of base_batch_size, scaled linearly to the actual one
+    base_batch_size: int = 16
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 500
+    warmup_factor: float = 0.001
+    epochs: int = 12
+    milestones: tuple[int, ...] = (8, 11)  # epochs after which the lr is multiplied by gamma
+    gamma: float = 0.1
+    grad_clip: float | None = None  # max gradient norm; None = no clipping
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved resolved as ``RUN_DIR/config.yaml``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    assign: AssignConfig = field(default_factory=AssignConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    amp: str = "none"  # none | bf16 | fp16 (autocast on CUDA; bf16 also on CPU)
+    seed: int = 0
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+    log_every: int = 20  # iterations between metrics lines
+    eval_every: int = 1  # epochs between evaluations; 0 = only after the last epoch
+    max_iters: int | None = None  # stop (with a checkpoint) after this many iterations: smoke runs
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("assign.assigner", self.assign.assigner, ASSIGNERS),
+            ("distill.mode", self.distill.mode, DISTILL_MODES),
+            ("distill.criterion", self.distill.criterion, ("std_mean", "fisher")),
+            ("distill.granularity", self.distill.granularity, ("iteration", "group")),
+            ("assign.loc_loss", self.assign.loc_loss, ("giou", "iou")),
+            ("amp", self.amp, AMP_MODES),
+            ("device", self.device, ("auto", "cpu", "cuda")),
+        ]
+        for key, value, allowed in checks:
+            if value not in allowed:
+                raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
+        if self.distill.mode in ("soft", "lad", "solad") and self.assign.assigner != "paa":
+            raise ConfigError(f"distill.mode={self.distill.mode!r} builds on PAA: set assign.assigner=paa")
+        if self.distill.mode == "colad" and self.assign.assigner != "paa":
+            raise ConfigError("distill.mode='colad' builds on PAA: set assign.assigner=paa")
+
+
+# dict <-> dataclass, with the errors a YAML file or --set can cause
+
+
+def _coerce(value, hint, key: str):
+    """``value`` (from YAML) checked against the field's type ``hint``; lists become tuples."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            value = [value]
+        return tuple(_coerce(v, args[0], key) for v in value)
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint in (int, str, bool) and type(value) is hint:
+        return value
+    raise ConfigError(f"{key} must be {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _build(cls, values: dict, prefix: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or 'the config'} must be a mapping of keys, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key {full!r}; valid keys here: {', '.join(names)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{full}.")
+        else:
+            kwargs[key] = _coerce(value, hint, full)
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """A :class:`TrainConfig` from nested dicts (missing keys keep their defaults)."""
+    return _build(TrainConfig, values, "")
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    """Nested plain dicts of YAML-friendly values (tuples become lists)."""
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def shipped_configs() -> list[str]:
+    """The names of the configs shipped in ``lad_edu/configs``."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def _read_yaml(name_or_path: str, seen: tuple[str, ...] = ()) -> dict:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ConfigError(
+                f"no shipped config named {name_or_path!r}; shipped: {', '.join(shipped_configs())} "
+                "(or give a path to a .yaml file)"
+            )
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    if str(path) in seen:
+        raise ConfigError(f"config {path}: 'base' chain loops back to itself ({' -> '.join(seen)})")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(values).__name__}")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    return _merge(_read_yaml(str(base), (*seen, str(path))), values)
+
+
+def _parse_override(item: str) -> dict:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value (e.g. optim.lr=0.02), got {item!r}")
+    value = yaml.safe_load(text) if text else None
+    nested: dict = value
+    for part in reversed(key.split(".")):
+        nested = {part: nested}
+    return nested
+
+
+def load_config(name_or_path: str, overrides: list[str] = ()) -> TrainConfig:
+    """A shipped config by name (``classroom_paa``) or a YAML path, with ``key=value`` overrides."""
+    return override_config(_read_yaml(name_or_path), overrides)
+
+
+def override_config(values: dict, overrides: list[str] = ()) -> TrainConfig:
+    """A :class:`TrainConfig` from nested dicts (a file's, a checkpoint's) and ``key=value`` overrides."""
+    for item in overrides:
+        values = _merge(values, _parse_override(item))
+    return config_from_dict(values)
