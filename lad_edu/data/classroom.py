@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from lad_edu.atomic import atomic_open
 from lad_edu.scenes import render
 
 __all__ = ["CLASSES", "ClassroomConfig", "make_classroom_dataset", "sample_boxes"]
@@ -104,9 +105,8 @@ def _write_split(
     coco = {"images": images, "annotations": annotations, "categories": categories}
     path = root / "annotations" / f"instances_{split}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")  # written whole, then renamed: an interrupted run leaves no half file
-    tmp.write_text(json.dumps(coco))
-    os.replace(tmp, path)
+    with atomic_open(path) as f:  # an interrupted run leaves no half file
+        json.dump(coco, f)
 
 
 def make_classroom_dataset(

@@ -7,11 +7,11 @@ loader can read it: nothing in it can run code when loaded.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from lad_edu.atomic import atomic_open
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
 
@@ -26,17 +26,8 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     A crash or Ctrl-C while writing leaves the previous checkpoint intact, never half a file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
     return path
 
 

@@ -26,8 +26,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +33,8 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
+
+from lad_edu.atomic import atomic_open
 
 __all__ = ["COCO_STAT_NAMES", "to_coco_results", "coco_evaluate", "format_stats"]
 
@@ -140,18 +140,6 @@ def _load_results(coco_gt: COCO, results: list[dict]) -> COCO:
     return coco_dt
 
 
-def _write_json_atomic(path: Path, data) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def coco_evaluate(
     coco_gt: COCO,
     results: list[dict],
@@ -185,8 +173,9 @@ def coco_evaluate(
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(out_dir / "detections.json", results)
-        _write_json_atomic(out_dir / "coco_stats.json", stats)
+        for name, data in (("detections.json", results), ("coco_stats.json", stats)):
+            with atomic_open(out_dir / name) as f:
+                json.dump(data, f)
     return stats
 
 
