@@ -25,6 +25,7 @@ MODES = {
     "solad": ["distill.mode=solad"],
     "colad": ["distill.mode=colad", "distill.teacher_backbone=small"],
     "colad_group": ["distill.mode=colad", "distill.teacher_backbone=small", "distill.granularity=group"],
+    "paa_cop": ["model.cop=true"],
 }
 
 
@@ -312,3 +313,47 @@ def test_two_process_torchrun_trains_and_evaluates(tiny_data, tmp_path):
     detections = json.loads((run / "eval" / "detections.json").read_text())
     image_ids = {d["image_id"] for d in detections}
     assert len(image_ids) > 2  # both ranks' halves of the validation images were gathered
+
+
+@pytest.fixture(scope="session")
+def coco_layout(tiny_data, tmp_path_factory):
+    """The tiny dataset under COCO's own split names (train2017 / val2017)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("coco")
+    for ours, coco in (("train", "train2017"), ("val", "val2017")):
+        shutil.copytree(tiny_data / ours, root / coco)
+        (root / "annotations").mkdir(exist_ok=True)
+        shutil.copy(
+            tiny_data / "annotations" / f"instances_{ours}.json",
+            root / "annotations" / f"instances_{coco}.json",
+        )
+    return root
+
+
+def test_the_coco_configs_start_training_on_a_coco_layout_directory(coco_layout, tmp_path):
+    small = [f"data.root={coco_layout}", "data.short_sides=[128]", "data.max_size=128", "data.batch_size=1"]
+    small += ["data.num_workers=0", "max_iters=1", "log_every=1"]
+    train(load_config("paa_r50_fpn_1x", small), tmp_path / "paa")
+    teacher = tmp_path / "paa" / "checkpoint.pt"
+    assert load_checkpoint(teacher)["config"]["model"]["backbone"] == "resnet50"
+    # the distillation configs run fp16 on GPUs; on this CPU they run bf16 autocast
+    for name in ("lad_r50_paa_r101_1x", "colad_r50_r101_1x"):
+        cfg = load_config(name, [*small, "amp=bf16", f"distill.teacher_checkpoint={teacher}"])
+        train(cfg, tmp_path / name)
+        record = train_losses(tmp_path / name)[0]
+        assert math.isfinite(total(record)), name
+    with pytest.raises(ConfigError, match="'fp16' needs a CUDA device"):
+        train(
+            load_config("lad_r50_paa_r101_1x", [*small, f"distill.teacher_checkpoint={teacher}"]),
+            tmp_path / "x",
+        )
+
+
+def test_train_without_data_writes_the_classroom_dataset_on_first_use(tmp_path, monkeypatch):
+    from lad_edu.cli import DEFAULT_DATA, _data_root
+
+    monkeypatch.chdir(tmp_path)
+    assert _data_root(None, str(DEFAULT_DATA)) == str(DEFAULT_DATA)
+    assert (tmp_path / DEFAULT_DATA / "annotations" / "instances_train.json").is_file()
+    assert _data_root(tmp_path / "elsewhere", str(DEFAULT_DATA)) == str(tmp_path / "elsewhere")
