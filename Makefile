@@ -26,6 +26,7 @@ test: lint
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_assign
 	$(PY) -m benchmarks.bench_paa
+	$(PY) -m benchmarks.bench_train --threads 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
