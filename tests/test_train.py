@@ -49,6 +49,7 @@ def tiny(data, *overrides):
         "model.gn_groups=4",
         "optim.warmup_iters=2",
         "log_every=1",
+        "eval_every=1",
         *overrides,
     ]
 
