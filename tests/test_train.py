@@ -358,3 +358,30 @@ def test_train_without_data_writes_the_classroom_dataset_on_first_use(tmp_path, 
     assert _data_root(None, str(DEFAULT_DATA)) == str(DEFAULT_DATA)
     assert (tmp_path / DEFAULT_DATA / "annotations" / "instances_train.json").is_file()
     assert _data_root(tmp_path / "elsewhere", str(DEFAULT_DATA)) == str(tmp_path / "elsewhere")
+
+
+def test_ctrl_c_writes_a_checkpoint_of_the_interrupted_position(tiny_data, tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    sets = [a for o in tiny(tiny_data, "optim.epochs=100", "eval_every=0") for a in ("--set", o)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lad_edu.cli", "train", "--config", "classroom_paa", "--out", str(run), *sets],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (
+        not metrics.is_file() or len(metrics.read_text().splitlines()) < 3
+    ):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    state = load_checkpoint(run / "checkpoint.pt")
+    trained = state["epoch"] * 2 + state["iter"]  # 2 iterations an epoch
+    assert trained >= 3  # nothing that was trained is lost
+    assert trained >= len(train_losses(run)) - 1  # (the signal may land after the next metrics line)
