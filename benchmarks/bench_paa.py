@@ -11,6 +11,12 @@ costs, their ratio, and for how many GTs the two give exactly the same positive 
 The costs are eq. 2's (:func:`lad_edu.assign.paa.paa_cost`) on synthetic predictions: every anchor's box
 is its own anchor jittered, its class logits are noise plus a bonus for the GT class that grows with the
 anchor's IoU, so that costs spread over a low and a high mode as in a partly trained detector.
+
+On a machine shared with other work, a torch kernel that splits even a small job across threads
+(``searchsorted``, advanced indexing over a few thousand values) waits a whole scheduler time slice
+(~5-10 ms) whenever another process holds a core. ``paa_reassign`` avoids those kernels for one image; the
+batch's larger kernels still split, and ``--threads 1`` gives the steadier numbers there (sklearn runs in
+one thread).
 """
 
 from __future__ import annotations

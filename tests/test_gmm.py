@@ -11,9 +11,18 @@ from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
+import lad_edu.gmm
 from lad_edu.gmm import fit_gmm2
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.fixture(params=["numpy", "torch"])
+def backend(request, monkeypatch):
+    """On CPU the arithmetic runs in numpy; "torch" makes it take the torch path, the one CUDA takes."""
+    if request.param == "torch":
+        monkeypatch.setattr(lad_edu.gmm, "_NUMPY_DTYPES", ())
+    return request.param
 
 
 def sklearn_gmm(values, tol=1e-3, max_iter=100):
@@ -100,7 +109,7 @@ def assert_matches_sklearn(fit, values, mask, positions, groups, tol=1e-3, max_i
 
 @pytest.mark.parametrize("scattered", [False, True], ids=["prefix", "scattered"])
 @pytest.mark.parametrize("tol, max_iter", [(1e-3, 100), (0.0, 1), (0.0, 6)])
-def test_batched_fit_matches_sklearn_per_group(scattered, tol, max_iter):
+def test_batched_fit_matches_sklearn_per_group(scattered, tol, max_iter, backend):
     """tol = 0 never converges, so the parameters after exactly 1 and 6 (E, M) pairs are compared too."""
     rng = np.random.default_rng(0)
     groups = random_groups(rng)
@@ -136,7 +145,7 @@ def test_predict_matches_sklearn_property(groups, seed):
         assert (predicted[g, positions[g]].numpy() == ref.predict(x))[clear].all()
 
 
-def test_degenerate_groups_give_the_documented_result():
+def test_degenerate_groups_give_the_documented_result(backend):
     groups = [[], [3.0], [2.5] * 4, [0.4, 0.6, 0.5, 3.0, 3.2]]
     values, mask, _ = pack(groups, width=6)
     fit = fit_gmm2(values, mask)
@@ -170,7 +179,7 @@ def test_sklearn_refuses_a_single_value():
         sklearn_gmm([3.0])
 
 
-def test_large_equal_values_stay_finite():
+def test_large_equal_values_stay_finite(backend):
     """43 copies of 123456.7: E[x^2] - mu^2 rounds to ~ -x^2 eps < -reg_covar (sklearn, with its BLAS,
     raises "ill-defined empirical covariance" here); the variance stays positive and all go to 0."""
     values = torch.full((1, 43), 123456.7, dtype=torch.float64)
@@ -182,7 +191,7 @@ def test_large_equal_values_stay_finite():
     assert torch.isfinite(fit.score_samples(values, mask)).all()
 
 
-def test_a_group_fitted_in_a_batch_equals_it_fitted_alone():
+def test_a_group_fitted_in_a_batch_equals_it_fitted_alone(backend):
     rng = np.random.default_rng(1)
     groups = [[], [3.0], [2.5] * 4] + random_groups(rng)[:12] + [[], [0.7]]
     values, mask, _ = pack(groups, width=46, rng=rng)
@@ -200,14 +209,14 @@ def test_a_group_fitted_in_a_batch_equals_it_fitted_alone():
 
 
 @pytest.mark.parametrize("shape", [(0, 5), (3, 0), (0, 0)])
-def test_empty_inputs(shape):
+def test_empty_inputs(shape, backend):
     fit = fit_gmm2(torch.zeros(shape), torch.zeros(shape, dtype=torch.bool))
     assert fit.means.shape == (shape[0], 2) and fit.n_iter.shape == (shape[0],)
     assert fit.converged.all() and (fit.n_iter == 0).all()
     assert fit.predict(torch.zeros(shape), torch.zeros(shape, dtype=torch.bool)).shape == shape
 
 
-def test_max_iter_zero_returns_the_initial_parameters():
+def test_max_iter_zero_returns_the_initial_parameters(backend):
     values, mask, _ = pack([[1.0, 2.0, 4.0], [0.5, 0.5]])
     fit = fit_gmm2(values, mask, max_iter=0)
     assert fit.means.tolist() == [[1.0, 4.0], [0.5, 0.5]]
@@ -215,7 +224,7 @@ def test_max_iter_zero_returns_the_initial_parameters():
     assert (fit.n_iter == 0).all() and not fit.converged.any()
 
 
-def test_dtype_argument():
+def test_dtype_argument(backend):
     groups = [[0.1, 0.2, 0.15, 3.0, 3.1, 2.9], [1.0, 1.1, 4.0]]
     values, mask, _ = pack(groups)
     fit64 = fit_gmm2(values.float(), mask)  # float32 input, float64 computation by default
@@ -225,6 +234,37 @@ def test_dtype_argument():
     )
     torch.testing.assert_close(fit32.means, fit64.means.float(), rtol=1e-5, atol=1e-5)
     assert torch.equal(fit32.predict(values, mask), fit64.predict(values, mask))
+
+
+def test_predict_and_score_is_predict_and_score_samples(backend):
+    rng = np.random.default_rng(4)
+    values, mask, _ = pack([[], [3.0]] + random_groups(rng)[:12], width=46, rng=rng)
+    fit = fit_gmm2(values, mask)
+    component, score = fit.predict_and_score(values, mask)
+    assert torch.equal(component, fit.predict(values, mask))
+    assert torch.equal(score, fit.score_samples(values, mask))
+
+
+def test_numpy_and_torch_paths_agree(monkeypatch):
+    """The same arithmetic on both (see the module docstring), but for the summation order of the batched
+    matmul: the tolerances of the CUDA test below."""
+    rng = np.random.default_rng(3)
+    groups = [[], [3.0], [2.5] * 4] + random_groups(rng)
+    values, mask, _ = pack(groups, width=50, rng=rng)
+    in_numpy = fit_gmm2(values, mask)
+    in_numpy_predict, in_numpy_score = in_numpy.predict(values, mask), in_numpy.score_samples(values, mask)
+    monkeypatch.setattr(lad_edu.gmm, "_NUMPY_DTYPES", ())
+    in_torch = fit_gmm2(values, mask)
+    for name in ("weights", "means", "variances"):
+        torch.testing.assert_close(getattr(in_torch, name), getattr(in_numpy, name), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(in_torch.lower_bound, in_numpy.lower_bound, rtol=1e-9, atol=1e-8)
+    assert torch.equal(in_torch.n_iter, in_numpy.n_iter) and torch.equal(
+        in_torch.converged, in_numpy.converged
+    )
+    assert torch.equal(in_torch.predict(values, mask), in_numpy_predict)
+    torch.testing.assert_close(in_torch.score_samples(values, mask), in_numpy_score, rtol=1e-9, atol=1e-8)
+    for fit in (in_numpy, in_torch):  # ordinary tensors, whichever path made them
+        assert all(not t.is_inference() for t in (fit.weights, fit.means, fit.n_iter, fit.lower_bound))
 
 
 @pytest.mark.parametrize(

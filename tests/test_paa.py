@@ -5,9 +5,17 @@ import pytest
 import torch
 
 from benchmarks.bench_paa import paa_reassign_sklearn, synthetic_image
-from lad_edu.anchors import single
+from lad_edu.anchors import level_ids, single
 from lad_edu.assign import PAAAssigner
-from lad_edu.assign.paa import paa_cost, paa_positives, paa_reassign, paa_split
+from lad_edu.assign.paa import (
+    _first_k_of_groups,
+    _level_of,
+    _sort_by,
+    paa_cost,
+    paa_positives,
+    paa_reassign,
+    paa_split,
+)
 from tests.conftest import DEVICES
 
 
@@ -89,6 +97,41 @@ def test_two_gts_are_split_independently_and_keep_their_candidates():
         mine = candidate_gt == g
         alone = paa_reassign(costs[mine], torch.arange(4), torch.zeros(4, dtype=torch.long), [4], num_gts=1)
         assert pos[mine].tolist() == alone.tolist()
+
+
+@pytest.mark.parametrize("num_level_anchors", [[5], [3, 0, 2], [2, 3, 0], [0, 4], [1, 1, 1]])
+def test_level_of_anchors(num_level_anchors):
+    anchors = torch.randperm(sum(num_level_anchors))
+    assert torch.equal(_level_of(anchors, num_level_anchors), level_ids(num_level_anchors)[anchors])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_sort_by_group_then_cost_then_position(dtype):
+    """float32 and narrower costs sort as one int64 key (group, cost bits); it must order like a stable
+    lexicographic sort: ties, negative costs, -0.0 == 0.0, infinities."""
+    rng = np.random.default_rng(0)
+    values = [-np.inf, -2.5, -1.0, -1e-30, -0.0, 0.0, 1e-30, 0.5, 0.5, 3.0, 7e4, np.inf]
+    costs = torch.tensor(rng.choice(values, 500), dtype=dtype)
+    groups = torch.tensor(rng.integers(0, 7, 500))
+    expected = np.lexsort((costs.double().numpy(), groups.numpy()))  # stable: ties keep their positions
+    assert _sort_by(groups, costs).tolist() == expected.tolist()
+
+
+def test_first_k_of_groups():
+    groups = torch.tensor([0, 0, 0, 2, 5, 5, 5, 5, 7])
+    assert _first_k_of_groups(groups, 2).tolist() == [1, 1, 0, 1, 1, 1, 0, 0, 1]
+    assert _first_k_of_groups(groups, 1).tolist() == [1, 0, 0, 1, 1, 0, 0, 0, 1]
+    assert _first_k_of_groups(groups, 20).all() and len(_first_k_of_groups(groups[:0], 3)) == 0
+
+
+def test_float64_costs_split_as_float32_costs_do():
+    """float64 costs take the two-sort path of _sort_by; exactly representable ones split the same."""
+    anchors, num_level_anchors = single()((320, 320))
+    costs, cand_anchor, cand_gt = synthetic_image(anchors, (320, 320), 30, 0)
+    single_precision = paa_split(costs, cand_anchor, cand_gt, num_level_anchors, 30)
+    double_precision = paa_split(costs.double(), cand_anchor, cand_gt, num_level_anchors, 30)
+    assert torch.equal(single_precision.candidates, double_precision.candidates)
+    assert torch.equal(single_precision.pos_mask, double_precision.pos_mask)
 
 
 def test_only_the_topk_lowest_costs_per_level_enter():

@@ -32,13 +32,13 @@ Variants (MMDetection's behaviour is the default):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 
 import torch
 import torch.nn.functional as F
 import torchvision.ops
 from torch import Tensor
 
-from lad_edu.anchors import level_ids
 from lad_edu.assign.fixed_iou import FixedIoUAssigner
 from lad_edu.assign.result import AssignResult
 from lad_edu.boxes import aligned_box_giou, aligned_box_iou, check_boxes
@@ -136,18 +136,57 @@ class PAASplit:
     gmm: GMMFit
 
 
-def _rank_within_groups(groups: Tensor, order: Tensor) -> Tensor:
-    """Given ``order`` that sorts ``groups`` (stably), the rank of each sorted element inside its group."""
-    sorted_groups = groups[order]
-    counts = torch.bincount(sorted_groups, minlength=int(sorted_groups.max()) + 1 if len(order) else 0)
-    starts = counts.cumsum(0) - counts
-    return torch.arange(len(order), device=order.device) - starts[sorted_groups]
+def _level_of(anchor: Tensor, num_level_anchors: list[int]) -> Tensor:
+    """The FPN level of each anchor index in ``anchor`` (level-major anchors, as :func:`level_ids`).
+
+    A table over all anchors: the number of level starts at or before each, a cumulative sum. Not
+    ``torch.searchsorted`` (nor advanced indexing), whose CPU kernels split even a few thousand values
+    across threads, and so wait a whole scheduler time slice whenever another process holds a core.
+    """
+    num_anchors = sum(num_level_anchors)
+    # where the levels after the first start (twice the same place after an empty level)
+    starts = [start for start in accumulate(num_level_anchors[:-1]) if start < num_anchors]
+    starts = torch.tensor(starts, dtype=torch.long, device=anchor.device)
+    return torch.bincount(starts, minlength=num_anchors).cumsum(0).index_select(0, anchor)
 
 
 def _sort_by(groups: Tensor, costs: Tensor) -> Tensor:
-    """Indices sorting by ``groups``, then by ``costs``, then by position (a stable two-key sort)."""
-    by_cost = costs.argsort(stable=True)
-    return by_cost[groups[by_cost].argsort(stable=True)]
+    """Indices sorting by ``groups`` (int ids ``>= 0``), then by ``costs``, then by position (stable)."""
+    if costs.dtype == torch.float64:  # no room for a group id next to 64 bits: two stable sorts
+        by_cost = costs.argsort(stable=True)
+        return by_cost.index_select(0, groups.index_select(0, by_cost).argsort(stable=True))
+    # One sort of an int64 key (group, float32 bits as an ordered int): 2-3x faster than the two above.
+    return ((groups << 32) + _ordered_bits(costs)).argsort(stable=True)
+
+
+def _ordered_bits(costs: Tensor) -> Tensor:
+    """``[K]`` int64 in ``[-2^31, 2^31)``, in the order of ``costs`` (float32, or exactly convertible).
+
+    A float's bits read as an int order the non-negative floats; flipping all but the sign bit of the
+    negative ones orders those too. ``+ 0.0`` turns -0.0 into 0.0 (they tie, as in a float sort).
+    """
+    bits = (costs.float() + 0.0).view(torch.int32).long()
+    return bits ^ ((bits >> 31) & 0x7FFFFFFF)
+
+
+def _rank_within_groups(sorted_groups: Tensor) -> tuple[Tensor, Tensor]:
+    """The rank of each element of ``sorted_groups`` (int ids ``>= 0``, ascending) within its run, and the
+    size of each group (``bincount``)."""
+    counts = torch.bincount(sorted_groups)
+    starts = counts.cumsum(0) - counts
+    positions = torch.arange(len(sorted_groups), device=sorted_groups.device)
+    return positions - starts.index_select(0, sorted_groups), counts
+
+
+def _first_k_of_groups(sorted_groups: Tensor, k: int) -> Tensor:
+    """``[K]`` bool: the first ``k`` elements of each run of ``sorted_groups`` (sorted ascending).
+
+    An element is among the first ``k`` of its group when the element ``k`` places before it is in another
+    group (or does not exist): one comparison, no ranks.
+    """
+    first_k = torch.ones_like(sorted_groups, dtype=torch.bool)
+    first_k[k:] = sorted_groups[k:] != sorted_groups[:-k]
+    return first_k
 
 
 def paa_positives(
@@ -174,13 +213,13 @@ def paa_positives(
         ``[G, M]`` bool.
     """
     fg = (component == 0) & valid
-    mode = score.masked_fill(~fg, float("-inf")).argmax(dim=1, keepdim=True)  # [G, 1]
+    mode = torch.where(fg, score, -torch.inf).argmax(dim=1, keepdim=True)  # [G, 1]
     positive = fg & (costs <= costs.gather(1, mode))
     count = valid.sum(dim=1, keepdim=True)  # [G, 1]
     if all_if_no_fg:  # the original PAA: no low-cost component -> every candidate ("for high recall")
         positive |= valid & ~fg.any(dim=1, keepdim=True) & (count >= 2)
     # a lone candidate has nothing to fit: MMDetection drops it, the original PAA keeps it
-    return positive & ((count >= 2) | keep_single_candidate)
+    return positive if keep_single_candidate else positive & (count >= 2)
 
 
 def paa_split(
@@ -194,40 +233,44 @@ def paa_split(
     all_if_no_fg: bool = False,
 ) -> PAASplit:
     """:func:`paa_reassign` with everything it computed on the way (see :class:`PAASplit`)."""
+    if topk < 1:
+        raise ValueError(f"topk must be >= 1, got {topk}")
     device = costs.device
     num_levels = len(num_level_anchors)
-    level = level_ids(num_level_anchors, device=device)[candidate_anchor]  # [K]
+    level = _level_of(candidate_anchor, num_level_anchors)  # [K]
 
     # top-k lowest-cost candidates per (GT, level)
     group = candidate_gt * num_levels + level
     order = _sort_by(group, costs)
-    selected = order[_rank_within_groups(group, order) < topk]  # [S]
+    selected = order[_first_k_of_groups(group.index_select(0, order), topk)]  # [S], sorted by GT
 
-    # per GT, its selected candidates sorted by cost, padded into rows   [G, M]
-    order = selected[_sort_by(candidate_gt[selected], costs[selected])]
-    row = candidate_gt[order]
-    col = _rank_within_groups(candidate_gt, order)
-    num_cols = int(col.max()) + 1 if len(col) else 1  # at least one (padding) column: no special case below
+    # per GT, its selected candidates in a row   [G, M]
+    row = candidate_gt.index_select(0, selected)
+    col, counts = _rank_within_groups(row)
+    num_cols = int(counts.max()) if len(counts) else 1  # at least one (padding) column: no special case below
     candidates = torch.full((num_gts, num_cols), -1, dtype=torch.long, device=device)
-    candidates[row, col] = order
+    candidates[row, col] = selected
+    values = torch.full((num_gts, num_cols), torch.inf, dtype=torch.float64, device=device)
+    values[row, col] = costs.index_select(0, selected).double()
+    # sorted by cost (stably: equal costs keep their level order); the padding (inf) stays last
+    values, by_cost = values.sort(dim=1, stable=True)
+    candidates = candidates.gather(1, by_cost)
     valid = candidates >= 0
-    values = torch.zeros((num_gts, num_cols), dtype=torch.float64, device=device)
-    values[row, col] = costs[order].double()
 
     # a two-component GMM per GT, all at once; component 0 starts at the lowest cost
     gmm = fit_gmm2(values, valid)
-    component = gmm.predict(values, valid)
-    score = gmm.score_samples(values, valid)
+    component, score = gmm.predict_and_score(values, valid)
     positive = paa_positives(values, valid, component, score, keep_single_candidate, all_if_no_fg)
 
-    pos_mask = torch.zeros(len(costs), dtype=torch.bool, device=device)
-    pos_mask[candidates[positive]] = True
-    largest_positive = values.masked_fill(~positive, float("-inf")).amax(dim=1)
-    cut = torch.where(positive.any(dim=1), largest_positive, float("nan")).to(costs.dtype)
+    # scattered into [K + 1]: the last slot takes every non-positive, no need to select the positives first
+    pos_mask = torch.zeros(len(costs) + 1, dtype=torch.bool, device=device)
+    pos_mask[torch.where(positive, candidates, len(costs))] = True
+    largest_positive = torch.where(positive, values, -torch.inf).amax(dim=1)
+    cut = largest_positive.masked_fill(largest_positive == -torch.inf, torch.nan).to(costs.dtype)
     return PAASplit(
-        pos_mask=pos_mask,
+        pos_mask=pos_mask[:-1],
         candidates=candidates,
-        costs=values.masked_fill(~valid, float("nan")).to(costs.dtype),
+        costs=torch.where(valid, values, torch.nan).to(costs.dtype),
         valid=valid,
         component=component,
         positive=positive,
@@ -446,8 +489,8 @@ class PAAAssigner:
         num_images, num_anchors = cls_logits.shape[:2]
         anchor = candidates.anchor
         return paa_cost(
-            cls_logits.reshape(num_images * num_anchors, -1)[anchor],
-            pred_boxes.reshape(num_images * num_anchors, 4)[anchor],
+            cls_logits.reshape(num_images * num_anchors, -1).index_select(0, anchor),
+            pred_boxes.reshape(num_images * num_anchors, 4).index_select(0, anchor),
             torch.cat(gt_boxes),
             torch.cat(gt_labels),
             candidates.gt,
