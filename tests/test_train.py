@@ -115,17 +115,9 @@ def test_every_mode_overfits_a_fixed_batch(mode, tiny_data, teacher):
     model = build_detector(cfg.model, len(dataset.category_ids))
     partner = build_detector(cfg.model, len(dataset.category_ids)) if mode.startswith("colad") else None
     networks = Networks(model, partner)
-    frozen = (
-        load_teacher(cfg, len(dataset.category_ids), model, torch.device("cpu"))
-        if teacher
-        and mode
-        in (
-            "soft",
-            "lad",
-            "solad",
-        )
-        else None
-    )
+    frozen = None
+    if cfg.distill.mode in ("soft", "lad", "solad"):
+        frozen = load_teacher(cfg, len(dataset.category_ids), model, torch.device("cpu"))
     learner = Learner(cfg, networks, networks, frozen)
     optimizer = torch.optim.SGD(networks.parameters(), lr=0.01, momentum=0.9)
     losses = []
