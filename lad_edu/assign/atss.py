@@ -29,7 +29,8 @@ Differences from MMDetection's ``ATSSAssigner``: ties in centre distance at the 
 lower anchor index (MMDetection's ``topk`` leaves them implementation-defined, so CPU and CUDA can
 differ), ``max_iou`` is each anchor's best IoU with any GT (MMDetection reports ``-1e8`` for
 non-positives), and degenerate (zero-area) GTs are removed first, which changes nothing else since they
-can never pass the centre test.
+can never pass the centre test. A GT with a NaN or infinite coordinate, or a negative label (or one
+``>= num_classes`` when that is given), is a ``ValueError`` naming ``gt_boxes`` / ``gt_labels``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class ATSSAssigner:
     Args:
         topk: candidates per level and GT (9 in the paper).
         center_eps: how far, in pixels, a candidate's centre must lie inside the GT (0.01 in MMDetection).
+        num_classes: when given, a GT label ``>= num_classes`` is a ``ValueError`` (a negative one always is).
 
     >>> import torch
     >>> from lad_edu.anchors import single
@@ -100,14 +102,15 @@ class ATSSAssigner:
     [28, 36, 44]
     """
 
-    def __init__(self, topk: int = 9, center_eps: float = 0.01):
+    def __init__(self, topk: int = 9, center_eps: float = 0.01, num_classes: int | None = None):
         if topk < 1:
             raise ValueError(f"topk must be >= 1, got {topk}")
         self.topk = topk
         self.center_eps = center_eps
+        self.num_classes = num_classes
 
     def __repr__(self) -> str:
-        return f"ATSSAssigner(topk={self.topk}, center_eps={self.center_eps})"
+        return f"ATSSAssigner(topk={self.topk}, center_eps={self.center_eps}, num_classes={self.num_classes})"
 
     def assign(
         self, anchors: Tensor, num_level_anchors: list[int], gt_boxes: Tensor, gt_labels: Tensor
@@ -118,14 +121,16 @@ class ATSSAssigner:
             anchors: ``[N, 4]`` xyxy, level-major (as :mod:`lad_edu.anchors` makes them).
             num_level_anchors: anchors per FPN level.
             gt_boxes: ``[G, 4]`` xyxy.
-            gt_labels: ``[G]`` integer class ids.
+            gt_labels: ``[G]`` integer class ids, ``>= 0`` (and ``< num_classes`` when that was given).
 
         Returns:
             An :class:`AssignResult` with ``gt_inds`` in {0, k >= 1} (ATSS ignores nothing) and ``details``:
             ``candidates [K, G]`` anchor indices, ``candidate_iou [K, G]``, ``threshold [G]`` (mean + std),
             with -1 / NaN in the columns of degenerate GTs.
         """
-        keep = check_assign_inputs(anchors, gt_boxes, gt_labels, num_level_anchors)
+        keep = check_assign_inputs(
+            anchors, gt_boxes, gt_labels, num_level_anchors, num_classes=self.num_classes
+        )
         if len(keep) == 0 or len(anchors) == 0:
             return AssignResult.all_negative(anchors, num_gts=len(gt_boxes))
         gts = gt_boxes[keep]  # [G, 4]

@@ -12,6 +12,10 @@ Two granularities of the switch (see :mod:`lad_edu.assign.switch` for the functi
 * ``"group"`` — the authors' released code: per (GT, pyramid level) group of candidates, the network with
   the higher σ/μ lends its costs (:func:`merge_costs_per_group`); one GMM per GT then splits the merged
   costs. Only σ/μ exists at this granularity, as in their code.
+
+Degenerate inputs are handled as in PAA (:mod:`lad_edu.assign.paa`): a GT without candidates gets no
+positive; a NaN or infinite GT coordinate, or prediction at a candidate anchor, is a ``ValueError`` naming
+it (``predictions_1`` or ``predictions_2``).
 """
 
 from __future__ import annotations
@@ -93,8 +97,16 @@ class CoLADAssigner:
             :class:`CoLADChoice` of this step.
         """
         candidates = self.paa.candidates(anchors, gt_boxes, gt_labels)
-        costs_1 = self.paa.costs(candidates, gt_boxes, gt_labels, *predictions_1)
-        costs_2 = self.paa.costs(candidates, gt_boxes, gt_labels, *predictions_2)
+        costs_1, costs_2 = (
+            self.paa.costs(
+                candidates,
+                gt_boxes,
+                gt_labels,
+                *predictions,
+                names=(f"{name}[0] (cls_logits)", f"{name}[1] (pred_boxes)"),
+            )
+            for predictions, name in ((predictions_1, "predictions_1"), (predictions_2, "predictions_2"))
+        )
         if self.granularity == "iteration":
             teacher, rho_1, rho_2 = choose_teacher(costs_1, costs_2, self.criterion)
             costs, share_2 = (costs_2, 1.0) if teacher == 2 else (costs_1, 0.0)

@@ -31,7 +31,8 @@ Degenerate GTs: a zero-area GT has IoU 0 with every anchor, so its "best" anchor
 (a zero-width GT among 3 real ones takes all 12 276 anchors; its COCO loader hides this by dropping such
 boxes). Here ``drop_degenerate_gts=True`` (the default) removes GTs with zero or negative width or height
 before matching and gives no low-quality match to a GT that overlaps no anchor at all; set it to False
-for the reference behaviour.
+for the reference behaviour. In both modes a GT with a NaN or infinite coordinate, or a negative label
+(or one ``>= num_classes`` when that is given), is a ``ValueError`` naming ``gt_boxes`` / ``gt_labels``.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class FixedIoUAssigner:
         drop_degenerate_gts: ignore GTs of zero or negative width/height, and give no low-quality match
             to a GT with IoU 0 to every anchor. False reproduces MMDetection, where such a GT takes every
             anchor.
+        num_classes: when given, a GT label ``>= num_classes`` is a ``ValueError`` (a negative one always is).
 
     >>> import torch
     >>> anchors = torch.tensor([[0., 0., 10., 10.], [5., 0., 15., 10.], [20., 20., 30., 30.]])
@@ -128,6 +130,7 @@ class FixedIoUAssigner:
         match_low_quality: bool = True,
         gt_max_assign_all: bool = True,
         drop_degenerate_gts: bool = True,
+        num_classes: int | None = None,
     ):
         self.pos_iou_thr = pos_iou_thr
         self.neg_iou_thr = neg_iou_thr
@@ -135,12 +138,14 @@ class FixedIoUAssigner:
         self.match_low_quality = match_low_quality
         self.gt_max_assign_all = gt_max_assign_all
         self.drop_degenerate_gts = drop_degenerate_gts
+        self.num_classes = num_classes
 
     def __repr__(self) -> str:
         return (
             f"FixedIoUAssigner(pos_iou_thr={self.pos_iou_thr}, neg_iou_thr={self.neg_iou_thr}, "
             f"min_pos_iou={self.min_pos_iou}, match_low_quality={self.match_low_quality}, "
-            f"gt_max_assign_all={self.gt_max_assign_all}, drop_degenerate_gts={self.drop_degenerate_gts})"
+            f"gt_max_assign_all={self.gt_max_assign_all}, drop_degenerate_gts={self.drop_degenerate_gts}, "
+            f"num_classes={self.num_classes})"
         )
 
     def assign(self, anchors: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> AssignResult:
@@ -149,14 +154,20 @@ class FixedIoUAssigner:
         Args:
             anchors: ``[N, 4]`` xyxy.
             gt_boxes: ``[G, 4]`` xyxy.
-            gt_labels: ``[G]`` integer class ids.
+            gt_labels: ``[G]`` integer class ids, ``>= 0`` (and ``< num_classes`` when that was given).
 
         Returns:
             An :class:`AssignResult` on the device of ``anchors``; all negative when there is no usable GT,
             empty when there are no anchors. ``details["low_quality"]`` (``[N]`` bool) marks the anchors
             whose label the low-quality step decided.
         """
-        keep = check_assign_inputs(anchors, gt_boxes, gt_labels, drop_degenerate_gts=self.drop_degenerate_gts)
+        keep = check_assign_inputs(
+            anchors,
+            gt_boxes,
+            gt_labels,
+            drop_degenerate_gts=self.drop_degenerate_gts,
+            num_classes=self.num_classes,
+        )
         if len(keep) == 0 or len(anchors) == 0:
             return AssignResult.all_negative(anchors, num_gts=len(gt_boxes))
 

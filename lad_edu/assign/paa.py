@@ -27,6 +27,10 @@ Variants (MMDetection's behaviour is the default):
   (the GT gets no positive); the original PAA and the LAD authors' standardised head keep it positive.
 * ``all_if_no_fg``: a GT none of whose candidates falls in component 0 gets no positive in MMDetection;
   the original PAA makes all its candidates positive "for high recall".
+
+Degenerate inputs: a GT without candidates (zero area, or overlapping no anchor) gets no positive, even in
+a batch without a single candidate. A NaN or infinite GT coordinate, a label outside ``[0, C)``, or a NaN or
+infinite prediction at a candidate anchor is a ``ValueError`` naming the argument (and the image).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import torchvision.ops
 from torch import Tensor
 
 from lad_edu.assign.fixed_iou import FixedIoUAssigner
-from lad_edu.assign.result import AssignResult
+from lad_edu.assign.result import AssignResult, check_labels, first_non_finite
 from lad_edu.boxes import aligned_box_giou, aligned_box_iou, check_boxes
 from lad_edu.gmm import GMMFit, fit_gmm2
 
@@ -92,11 +96,7 @@ def paa_cost(
     if cls_logits.dim() != 2 or len(cls_logits) != len(candidate_gt):
         raise ValueError(f"cls_logits must be [K, C] with K = len(candidate_gt) = {len(candidate_gt)}")
     check_boxes(pred_boxes, "pred_boxes")
-    num_classes = cls_logits.shape[1]
-    if len(gt_labels) and not bool(((gt_labels >= 0) & (gt_labels < num_classes)).all()):
-        raise ValueError(
-            f"gt_labels must be class ids in [0, {num_classes}) (cls_logits has {num_classes} columns)"
-        )
+    check_labels(gt_labels, num_classes=cls_logits.shape[1])
     cls_logits, pred_boxes = cls_logits.float(), pred_boxes.float()
     target_boxes = gt_boxes[candidate_gt].to(pred_boxes.dtype)
     target = F.one_hot(gt_labels[candidate_gt].long(), cls_logits.shape[1]).to(cls_logits.dtype)
@@ -326,6 +326,31 @@ def paa_reassign(
 # the assigner
 
 
+def _check_prediction_shapes(
+    cls_logits: Tensor, pred_boxes: Tensor, num_images: int, num_anchors: int, names: tuple[str, str]
+) -> None:
+    """Raise a ``ValueError`` naming the predictions unless they are ``[B, N, C]`` and ``[B, N, 4]``."""
+    if cls_logits.dim() != 3 or cls_logits.shape[:2] != (num_images, num_anchors):
+        raise ValueError(
+            f"{names[0]} must be [B={num_images}, N={num_anchors}, C], got {tuple(cls_logits.shape)}"
+        )
+    if pred_boxes.shape != (num_images, num_anchors, 4):
+        raise ValueError(
+            f"{names[1]} must be [B={num_images}, N={num_anchors}, 4], got {tuple(pred_boxes.shape)}"
+        )
+
+
+def _check_finite_at_candidates(values: Tensor, name: str, flat_anchor: Tensor, num_anchors: int) -> None:
+    """Raise a ``ValueError`` naming ``name`` and the anchor if ``values [K, ...]``, the predictions at the
+    candidates ``flat_anchor [K]`` (``image · N + anchor``), hold a NaN or an infinity."""
+    bad = first_non_finite(values)
+    if bad is not None:
+        image, anchor = divmod(int(flat_anchor[bad]), num_anchors)
+        raise ValueError(
+            f"{name} must be finite, got NaN or inf at image {image}, anchor {anchor} (a candidate)"
+        )
+
+
 @dataclass
 class PAACandidates:
     """The pre-assigned candidates of a batch, in one flat list (step 1 of :class:`PAAAssigner`).
@@ -440,26 +465,24 @@ class PAAAssigner:
             gt_boxes, gt_labels: one ``[G_b, 4]`` and one ``[G_b]`` tensor per image.
             cls_logits: ``[B, N, C]``; pred_boxes: ``[B, N, 4]``.
         """
-        num_images, num_anchors = len(gt_boxes), len(anchors)
-        if sum(num_level_anchors) != num_anchors:
+        if sum(num_level_anchors) != len(anchors):
             raise ValueError(
-                f"num_level_anchors {list(num_level_anchors)} must sum to the {num_anchors} anchors"
-            )
-        if cls_logits.dim() != 3 or cls_logits.shape[:2] != (num_images, num_anchors):
-            raise ValueError(
-                f"cls_logits must be [B={num_images}, N={num_anchors}, C], got {tuple(cls_logits.shape)}"
-            )
-        if pred_boxes.shape != (num_images, num_anchors, 4):
-            raise ValueError(
-                f"pred_boxes must be [B={num_images}, N={num_anchors}, 4], got {tuple(pred_boxes.shape)}"
+                f"num_level_anchors {list(num_level_anchors)} must sum to the {len(anchors)} anchors"
             )
         candidates = self.candidates(anchors, gt_boxes, gt_labels)
         costs = self.costs(candidates, gt_boxes, gt_labels, cls_logits, pred_boxes)
         return self.assign_from_costs(candidates, costs, num_level_anchors, gt_labels)
 
     def candidates(self, anchors: Tensor, gt_boxes: list[Tensor], gt_labels: list[Tensor]) -> PAACandidates:
-        """Step 1, the pre-assignment of every image, gathered into one list of candidates for the batch."""
-        pres = [self.pre_assigner.assign(anchors, g, c) for g, c in zip(gt_boxes, gt_labels, strict=True)]
+        """Step 1, the pre-assignment of every image, gathered into one list of candidates for the batch.
+
+        Raises:
+            ValueError: for an image's bad GTs (as :class:`FixedIoUAssigner` raises them), saying which image.
+        """
+        pres = [
+            self._pre_assign(anchors, b, boxes, labels)
+            for b, (boxes, labels) in enumerate(zip(gt_boxes, gt_labels, strict=True))
+        ]
         # every image's candidates in one list: anchors offset by image, GTs by the GTs before it
         gt_offsets = [0]
         for boxes in gt_boxes:
@@ -471,6 +494,13 @@ class PAAAssigner:
             flat_gt.append(pre.gt_inds[candidates] - 1 + gt_offsets[b])
         return PAACandidates(pres, torch.cat(flat_anchor), torch.cat(flat_gt), gt_offsets, len(anchors))
 
+    def _pre_assign(self, anchors: Tensor, image: int, gt_boxes: Tensor, gt_labels: Tensor) -> AssignResult:
+        """The 0.1 / 0.1 MaxIoU pre-assignment of the batch's image ``image``."""
+        try:
+            return self.pre_assigner.assign(anchors, gt_boxes, gt_labels)
+        except ValueError as error:  # the checks know one image: say which one of the batch
+            raise ValueError(f"image {image}: {error}") from error
+
     @torch.no_grad()
     def costs(
         self,
@@ -479,18 +509,29 @@ class PAAAssigner:
         gt_labels: list[Tensor],
         cls_logits: Tensor,
         pred_boxes: Tensor,
+        names: tuple[str, str] = ("cls_logits", "pred_boxes"),
     ) -> Tensor:
         """Step 2, eq. 2 for every candidate of the batch: ``[K]``, no gradient.
 
         Args:
             cls_logits: ``[B, N, C]``; pred_boxes: ``[B, N, 4]`` decoded xyxy (any network's: the
                 student's for PAA, a teacher's for LAD, either of two for CoLAD).
+            names: what error messages call ``cls_logits`` and ``pred_boxes``.
+
+        Raises:
+            ValueError: naming the predictions, for a wrong shape, or a NaN or infinity at a candidate
+                anchor. Only the candidates' predictions enter eq. 2, and only they are checked: a pass
+                over all ``B·N·C`` logits would cost more than the whole assignment.
         """
-        num_images, num_anchors = cls_logits.shape[:2]
-        anchor = candidates.anchor
+        num_images, num_anchors, anchor = len(candidates.pres), candidates.num_anchors, candidates.anchor
+        _check_prediction_shapes(cls_logits, pred_boxes, num_images, num_anchors, names)
+        candidate_logits = cls_logits.flatten(0, 1).index_select(0, anchor)  # [K, C]
+        candidate_boxes = pred_boxes.flatten(0, 1).index_select(0, anchor)  # [K, 4]
+        for values, name in zip((candidate_logits, candidate_boxes), names, strict=True):
+            _check_finite_at_candidates(values, name, anchor, num_anchors)
         return paa_cost(
-            cls_logits.reshape(num_images * num_anchors, -1).index_select(0, anchor),
-            pred_boxes.reshape(num_images * num_anchors, 4).index_select(0, anchor),
+            candidate_logits,
+            candidate_boxes,
             torch.cat(gt_boxes),
             torch.cat(gt_labels),
             candidates.gt,
@@ -524,7 +565,10 @@ class PAAAssigner:
             self.keep_single_candidate,
             self.all_if_no_fg,
         )
-        slot_anchor = torch.where(split.valid, flat_anchor[split.candidates.clamp(min=0)] % num_anchors, -1)
+        # each slot's anchor in its image, -1 on padding: padding reads the -1 appended after the K candidates
+        # (no index out of range when the batch has no candidate at all)
+        anchor_or_padding = torch.cat([flat_anchor % num_anchors, flat_anchor.new_full((1,), -1)])
+        slot_anchor = anchor_or_padding[torch.where(split.valid, split.candidates, len(flat_anchor))]
 
         results = []
         for b, pre in enumerate(candidates.pres):
