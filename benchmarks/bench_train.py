@@ -121,10 +121,12 @@ def synthetic_batch(setup: Setup) -> tuple[Tensor, list[dict[str, Tensor]]]:
         image = torch.randint(0, 256, (3, height, width), generator=g).float()
         boxes, _ = random_gts(setup.size, setup.gts, seed=setup.seed + i)
         labels = torch.randint(setup.classes, (setup.gts,), generator=g)
-        samples.append((image, {"boxes": boxes, "labels": labels, "crowd_boxes": torch.zeros(0, 4)}))
+        target = {"boxes": boxes, "labels": labels, "crowd_boxes": torch.zeros(0, 4), "size": (height, width)}
+        samples.append((image, target))
     images, targets = collate(samples)
     device = torch.device(setup.device)
-    return images.to(device), [{k: v.to(device) for k, v in t.items()} for t in targets]
+    on_device = [{k: v.to(device) if isinstance(v, Tensor) else v for k, v in t.items()} for t in targets]
+    return images.to(device), on_device
 
 
 @contextlib.contextmanager

@@ -59,3 +59,57 @@ def atss_loop(iou, anchor_ctr, gt_boxes, num_level_anchors, topk=9, eps=0.01):
                 best[a] = v
                 gt_inds[a] = g + 1
     return gt_inds
+
+
+def paa_predict_loop(
+    cls_logits, box_deltas, iou_logits, anchors, num_level_anchors, img_shape, scale_factor, coder
+):
+    """MMDetection's PAA test time for one image, step by step (``predict_by_feat_single``, then
+    ``_bbox_post_process`` with ``rescale=True``, ``multiclass_nms`` and the per-class ``score_voting`` loop),
+    with the default test settings: ``nms_pre=1000``, ``score_thr=0.05``, NMS 0.6, 100 detections.
+
+    Tensors in (``[N, C]``, ``[N, 4]``, ``[N]``, ``[N, 4]``), ``(boxes [K, 4], scores [K], labels [K])`` out.
+    """
+    import torch
+    import torchvision
+
+    nms_pre, score_thr, nms_iou, max_per_img = 1000, 0.05, 0.6, 100
+    mlvl_boxes, mlvl_scores, mlvl_factors, start = [], [], [], 0
+    for count in num_level_anchors:
+        scores = cls_logits[start : start + count].sigmoid()
+        factor = iou_logits[start : start + count].sigmoid()
+        priors, deltas = anchors[start : start + count], box_deltas[start : start + count]
+        if 0 < nms_pre < count:
+            top = (scores * factor[:, None]).sqrt().max(dim=1).values.topk(nms_pre).indices
+            priors, deltas, scores, factor = priors[top], deltas[top], scores[top], factor[top]
+        mlvl_boxes.append(coder.decode(priors, deltas, max_shape=img_shape))
+        mlvl_scores.append(scores)
+        mlvl_factors.append(factor)
+        start += count
+    boxes = torch.cat(mlvl_boxes) / torch.tensor(scale_factor).repeat(2)  # rescale before NMS
+    nms_scores = (torch.cat(mlvl_scores) * torch.cat(mlvl_factors)[:, None]).sqrt()  # [M, C]
+
+    # multiclass_nms: every (box, class) pair above score_thr, NMS per class, the best 100 by score
+    kept = []
+    for c in range(nms_scores.shape[1]):
+        inds = torch.nonzero(nms_scores[:, c] > score_thr).flatten()
+        for i in torchvision.ops.nms(boxes[inds], nms_scores[inds, c], nms_iou):
+            kept.append((float(nms_scores[inds[i], c]), int(inds[i]), c))
+    kept = sorted(kept, key=lambda k: -k[0])[:max_per_img]
+
+    # score voting, class by class, each detection in score order
+    voted_boxes, voted_scores, voted_labels = [], [], []
+    for c in range(nms_scores.shape[1]):
+        candidates = torch.nonzero(nms_scores[:, c] > score_thr).flatten()
+        for score, index, label in kept:
+            if label != c:
+                continue
+            ious = torchvision.ops.box_iou(boxes[index][None], boxes[candidates])[0]
+            near = ious > 0.01
+            p = torch.exp(-((1 - ious[near]) ** 2) / 0.025) * nms_scores[candidates[near], c]
+            voted_boxes.append((p[:, None] * boxes[candidates[near]]).sum(dim=0) / p.sum())
+            voted_scores.append(score)
+            voted_labels.append(c)
+    if not voted_boxes:
+        return torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long)
+    return torch.stack(voted_boxes), torch.tensor(voted_scores), torch.tensor(voted_labels)

@@ -123,10 +123,10 @@ def test_detections_of_resized_images_map_back_to_a_perfect_score(tmp_path):
         xyxy = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in gts)]).reshape(-1, 4)
         target = {"boxes": xyxy, "crowd_boxes": torch.zeros(0, 4), "size": None}
         _, target = transform(torch.zeros(3, image["height"], image["width"]), target)
-        assert target["scale"] != 1.0
+        assert target["scale_factor"] != (1.0, 1.0)
         labels = torch.tensor([CATEGORY_IDS.index(a["category_id"]) for a in gts], dtype=torch.long)
         results += to_coco_results(
-            image["id"], target["boxes"], torch.ones(len(gts)), labels, CATEGORY_IDS, target["scale"]
+            image["id"], target["boxes"], torch.ones(len(gts)), labels, CATEGORY_IDS, target["scale_factor"]
         )
     stats = coco_evaluate(coco_gt, results)
     assert stats["AP"] == stats["AP50"] == stats["AP75"] == 1.0

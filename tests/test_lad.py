@@ -17,7 +17,7 @@ class TinyDetector(nn.Module):
         self.head = nn.Linear(8, num_classes + 4)
         self.num_classes = num_classes
 
-    def forward(self, images):
+    def forward(self, images, image_sizes=None):
         pooled = self.features(images).mean(dim=(2, 3))  # [B, 8]
         out = self.head(pooled)[:, None, :] + 0.1 * torch.arange(len(self.anchors))[None, :, None].sin()
         cls_logits, deltas = out[..., : self.num_classes], out[..., self.num_classes :]
@@ -71,6 +71,6 @@ def test_teacher_runs_in_eval_mode_and_gets_no_gradient():
 def test_any_callable_can_teach():
     anchors, nla, images, gt_boxes, gt_labels = batch()
     fixed = (torch.zeros(2, len(anchors), 3), anchors.expand(2, -1, -1))
-    results = LADAssigner(lambda _: fixed).assign_batch(images, anchors, nla, gt_boxes, gt_labels)
+    results = LADAssigner(lambda images, sizes: fixed).assign_batch(images, anchors, nla, gt_boxes, gt_labels)
     expected = PAAAssigner().assign_batch(anchors, nla, gt_boxes, gt_labels, *fixed)
     assert all(torch.equal(a.gt_inds, b.gt_inds) for a, b in zip(results, expected, strict=True))

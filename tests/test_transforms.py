@@ -16,12 +16,29 @@ def sample(height=40, width=60):
 def test_resize_keeps_the_ratio_and_caps_the_long_side():
     image, target = sample()  # 40 x 60
     out, t = resize(image, target, short_side=80, max_size=1333)
-    assert out.shape == (3, 80, 120) and t["size"] == (80, 120) and t["scale"] == 2.0
+    assert out.shape == (3, 80, 120) and t["size"] == (80, 120) and t["scale_factor"] == (2.0, 2.0)
     assert t["boxes"].tolist() == [[20.0, 10.0, 60.0, 50.0]] and t["crowd_boxes"].tolist() == [
         [0.0, 0.0, 12.0, 8.0]
     ]
     out, t = resize(image, target, short_side=80, max_size=90)  # the long side would be 120 > 90
-    assert out.shape == (3, 60, 90) and t["scale"] == 1.5
+    assert out.shape == (3, 60, 90) and t["scale_factor"] == (1.5, 1.5)
+
+
+def test_resize_rounds_half_up_and_keeps_a_factor_per_axis_as_mmdetection():
+    image, target = sample(height=10, width=25)
+    out, t = resize(image, target, short_side=5, max_size=1000)  # scale 0.5: 25 columns -> 12.5
+    assert out.shape == (3, 5, 13)  # int(12.5 + 0.5) = 13, where Python's round(12.5) gives 12
+    assert t["scale_factor"] == (13 / 25, 0.5)
+    torch.testing.assert_close(t["boxes"], torch.tensor([[10 * 13 / 25, 2.5, 13.0, 5.0]]))  # x2 clipped
+    _, twice = resize(out, t, short_side=10, max_size=1000)  # composed resizes multiply their factors
+    assert twice["scale_factor"] == (13 / 25 * 26 / 13, 0.5 * 2.0)
+
+
+def test_resize_clips_boxes_to_the_image():
+    image, target = sample()  # 40 x 60
+    target["boxes"] = torch.tensor([[-5.0, 30.0, 70.0, 45.0]])  # sticks out left, right and at the bottom
+    _, t = resize(image, target, short_side=80, max_size=1333)
+    assert t["boxes"].tolist() == [[0.0, 60.0, 120.0, 80.0]]
 
 
 def test_hflip_mirrors_pixels_and_boxes_and_twice_is_identity():

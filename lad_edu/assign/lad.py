@@ -15,7 +15,7 @@ statistics) and without gradients, and its own parameters are never updated by t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -25,24 +25,26 @@ from lad_edu.assign.result import AssignResult
 
 __all__ = ["LADAssigner"]
 
-# teacher(images [B, 3, H, W]) -> (cls_logits [B, N, C], pred_boxes [B, N, 4] decoded xyxy), anchors in
-# the student's order (level-major, as lad_edu.anchors lays them out)
-Teacher = Callable[[Tensor], tuple[Tensor, Tensor]]
+# teacher(images [B, 3, H, W], image_sizes) -> (cls_logits [B, N, C], pred_boxes [B, N, 4] decoded xyxy),
+# anchors in the student's order (level-major, as lad_edu.anchors lays them out); image_sizes: each image's
+# (h, w) before padding, or None when the batch is not padded
+Teacher = Callable[[Tensor, Sequence[tuple[int, int]] | None], tuple[Tensor, Tensor]]
 
 
 class LADAssigner:
     """PAA's assignment computed from a teacher's predictions, for a student.
 
     Args:
-        teacher: a network (or any callable) mapping images ``[B, 3, H, W]`` to ``cls_logits [B, N, C]``
-            and decoded ``pred_boxes [B, N, 4]`` on the student's anchors. An ``nn.Module`` teacher is put
+        teacher: a network (or any callable) mapping images ``[B, 3, H, W]`` and their unpadded sizes to
+            ``cls_logits [B, N, C]`` and decoded ``pred_boxes [B, N, 4]`` on the student's anchors
+            (``Detector.dense_predictions``). An ``nn.Module`` teacher is put
             in eval mode before every call.
         paa: the PAA rule applied to the teacher's costs (default ``PAAAssigner()``, MMDetection's settings).
 
     >>> import torch
     >>> from lad_edu.anchors import single
     >>> anchors, num_level_anchors = single(strides=(8, 16))((32, 32))
-    >>> def teacher(images):  # an untrained teacher: flat scores, every box on its anchor
+    >>> def teacher(images, image_sizes):  # an untrained teacher: flat scores, every box on its anchor
     ...     return torch.zeros(len(images), len(anchors), 3), anchors.expand(len(images), -1, -1)
     >>> results = LADAssigner(teacher).assign_batch(torch.zeros(1, 3, 32, 32), anchors, num_level_anchors,
     ...                                             [torch.tensor([[4., 4., 28., 28.]])], [torch.tensor([2])])
@@ -58,11 +60,13 @@ class LADAssigner:
         return f"LADAssigner(teacher={type(self.teacher).__name__}, paa={self.paa!r})"
 
     @torch.no_grad()
-    def teacher_predictions(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    def teacher_predictions(
+        self, images: Tensor, image_sizes: Sequence[tuple[int, int]] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """The teacher's ``cls_logits [B, N, C]`` and ``pred_boxes [B, N, 4]``, in eval mode, no gradients."""
         if isinstance(self.teacher, nn.Module):
             self.teacher.eval()
-        cls_logits, pred_boxes = self.teacher(images)
+        cls_logits, pred_boxes = self.teacher(images, image_sizes)
         return cls_logits.detach(), pred_boxes.detach()
 
     def assign_batch(
@@ -72,11 +76,13 @@ class LADAssigner:
         num_level_anchors: list[int],
         gt_boxes: list[Tensor],
         gt_labels: list[Tensor],
+        image_sizes: Sequence[tuple[int, int]] | None = None,
     ) -> list[AssignResult]:
         """Label the student's anchors for a batch from the teacher's view of the same images.
 
         Args:
-            images: ``[B, 3, H, W]``, the batch the student trains on.
+            images: ``[B, 3, H, W]``, the batch the student trains on; image_sizes: each image's ``(h, w)``
+                before padding (None: not padded).
             anchors: ``[N, 4]`` xyxy; num_level_anchors: anchors per level.
             gt_boxes, gt_labels: one ``[G_b, 4]`` and one ``[G_b]`` tensor per image.
 
@@ -84,5 +90,5 @@ class LADAssigner:
             One :class:`AssignResult` per image, exactly what :meth:`PAAAssigner.assign_batch` gives on the
             teacher's predictions.
         """
-        cls_logits, pred_boxes = self.teacher_predictions(images)
+        cls_logits, pred_boxes = self.teacher_predictions(images, image_sizes)
         return self.paa.assign_batch(anchors, num_level_anchors, gt_boxes, gt_labels, cls_logits, pred_boxes)

@@ -1,8 +1,13 @@
 """The COCO recipe's image transforms: keep-ratio resize, horizontal flip, and padding a batch to /32.
 
 Boxes follow the pixels: every transform maps ``boxes`` and ``crowd_boxes`` (``[G, 4]`` xyxy) exactly as
-it maps the image, and records the new ``size``. The resize scale is kept (``scale``) so detections can be
-mapped back to the original image for evaluation.
+it maps the image, and records the new ``size``. The resize factors are kept (``scale_factor``, ``(w, h)``)
+so detections can be mapped back to the original image for evaluation.
+
+The images stay raw (RGB, 0..255) and the padding :func:`collate` adds is a placeholder: the network
+normalises first and then sets the padding to 0 (:meth:`lad_edu.model.Detector.normalize`), which is
+MMDetection's order. Resizing follows MMDetection too: the new side is ``int(side · scale + 0.5)`` and each
+axis keeps its own factor ``new_side / side`` (the two differ slightly after rounding).
 """
 
 from __future__ import annotations
@@ -22,16 +27,25 @@ def resize(image: Tensor, target: dict, short_side: int, max_size: int) -> tuple
     Args:
         image: ``[3, H, W]``; target: with ``boxes``, ``crowd_boxes`` (xyxy), ``size``.
         short_side, max_size: COCO's recipe uses 800 and 1333.
+
+    Returns:
+        The resized image and a new target whose ``scale_factor`` ``(w, h)`` is multiplied by this resize's.
     """
     height, width = image.shape[1:]
     scale = min(short_side / min(height, width), max_size / max(height, width))
-    new_size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    image = TF.resize(image, list(new_size), antialias=True)
+    new_size = (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))
+    image = TF.resize(image, list(new_size), antialias=False)  # bilinear, as cv2 (MMDetection)
+    scale_w, scale_h = new_size[1] / width, new_size[0] / height
     target = dict(target)
-    for key in ("boxes", "crowd_boxes"):
-        target[key] = target[key] * scale
+    for key in ("boxes", "crowd_boxes"):  # scaled per axis, then clipped to the image (MMDetection's Resize)
+        factors = torch.tensor([scale_w, scale_h, scale_w, scale_h], device=target[key].device)
+        boxes = target[key] * factors  # a new floating-point tensor, also for integer boxes
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, new_size[1])
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, new_size[0])
+        target[key] = boxes
     target["size"] = new_size
-    target["scale"] = target.get("scale", 1.0) * scale
+    old_w, old_h = target.get("scale_factor", (1.0, 1.0))
+    target["scale_factor"] = (old_w * scale_w, old_h * scale_h)
     return image, target
 
 
@@ -77,7 +91,8 @@ class EvalTransform:
 def collate(batch: list[tuple[Tensor, dict]], size_divisor: int = 32) -> tuple[Tensor, list[dict]]:
     """Stack images into ``[B, 3, H, W]``, padded at the bottom and right to a multiple of ``size_divisor``.
 
-    Padding at the bottom-right leaves every box where it was; each target keeps its unpadded ``size``.
+    Padding at the bottom-right leaves every box where it was; each target keeps its unpadded ``size``,
+    which the network needs to zero the padding after normalising (pass ``[t["size"] for t in targets]``).
     """
     height = max(image.shape[1] for image, _ in batch)
     width = max(image.shape[2] for image, _ in batch)

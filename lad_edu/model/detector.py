@@ -6,15 +6,19 @@ and the losses. The module names are MMDetection's (``backbone``, ``neck``, ``bb
 and LAD checkpoints load with :func:`~lad_edu.model.mmdet_import.load_mmdet_state_dict`.
 
 Images go in as ``[B, 3, H, W]`` float RGB in 0..255, padded at the bottom and right to a multiple of 32
-(``lad_edu.data.transforms.collate``); the network normalises them with ``pixel_mean`` / ``pixel_std``.
-Its feature maps are ``ceil(H / s) x ceil(W / s)`` for every size (not only multiples of 32), which is
-what :meth:`Detector.anchors` lays anchors on.
+(``lad_edu.data.transforms.collate``), with each image's unpadded ``(h, w)``. The network first normalises
+with ``pixel_mean`` / ``pixel_std`` and *then* sets the padding to 0 (:meth:`Detector.normalize`), as
+MMDetection's data preprocessor does: a network trained there sees exactly the input it was trained on,
+whatever the image size. (Normalising a zero-padded batch would turn the padding into ``-mean / std``
+and change every prediction near the right and bottom edges.) Its feature maps are
+``ceil(H / s) x ceil(W / s)`` for every size (not only multiples of 32), which is what
+:meth:`Detector.anchors` lays anchors on.
 
 >>> cfg = ModelConfig(backbone="small", frozen_stages=-1, norm_eval=False, fpn_channels=16,
 ...                   head_channels=16, stacked_convs=1, gn_groups=4)
 >>> model = build_detector(cfg, num_classes=3)
 >>> images = torch.rand(2, 3, 64, 96) * 255
->>> cls_logits, pred_boxes = model.dense_predictions(images)
+>>> cls_logits, pred_boxes = model.dense_predictions(images, image_sizes=[(64, 96), (50, 70)])
 >>> tuple(cls_logits.shape), tuple(pred_boxes.shape), len(model.anchors((64, 96)).anchors)
 ((2, 129, 3), (2, 129, 4), 129)
 """
@@ -22,6 +26,7 @@ what :meth:`Detector.anchors` lays anchors on.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import torch
@@ -38,6 +43,8 @@ __all__ = ["ModelConfig", "Detector", "build_detector", "NETWORK_STRIDES"]
 
 NETWORK_STRIDES = (8, 16, 32, 64, 128)  # P3-P5 from C3-C5 of the backbone, P6 and P7 from the FPN
 ANCHOR_CACHE_SIZE = 32  # anchor sets kept per process (one per padded image size and device)
+
+ImageSizes = Sequence[tuple[int, int]]  # one (height, width) per image of a batch, before padding
 
 
 @dataclass
@@ -72,12 +79,17 @@ class ModelConfig:
     nms_iou: float = 0.6
     max_per_img: int = 100
     score_voting: bool = True
+    # order of the voted detections: "score" (descending) or "class" (MMDetection's: grouped by class in
+    # increasing label order, by score inside a class), to compare with MMDetection row by row
+    voting_order: str = "score"
 
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
             if isinstance(value, list):
                 setattr(self, field.name, tuple(value))
+        if self.voting_order not in ("score", "class"):
+            raise ValueError(f"model.voting_order must be 'score' or 'class', got {self.voting_order!r}")
 
 
 @functools.lru_cache(maxsize=ANCHOR_CACHE_SIZE)
@@ -128,12 +140,39 @@ class Detector(nn.Module):
         )
         self.coder = DeltaXYWHCoder(stds=tuple(cfg.box_stds))
 
-    def forward(self, images: Tensor) -> HeadOutput:
-        """``[B, 3, H, W]`` RGB in 0..255 -> the head's predictions for the ``N`` anchors of ``H x W``."""
+    def normalize(self, images: Tensor, image_sizes: ImageSizes | None = None) -> Tensor:
+        """Normalise, then zero the padding: MMDetection's order of preprocessing.
+
+        Args:
+            images: ``[B, 3, H, W]`` RGB in 0..255, each image at the top left, padded bottom and right.
+            image_sizes: ``(h, w)`` of each image before padding; None when nothing is padded.
+
+        Returns:
+            ``[B, 3, H, W]``: ``(pixel - pixel_mean) / pixel_std`` inside each image, exactly 0 outside.
+        """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [B, 3, H, W], got shape {tuple(images.shape)}")
         x = (images - self.pixel_mean) / self.pixel_std
-        return self.bbox_head(self.neck(self.backbone(x)))
+        if image_sizes is None:
+            return x
+        if len(image_sizes) != len(images):
+            raise ValueError(f"need one image size per image ({len(images)}), got {len(image_sizes)}")
+        height, width = images.shape[-2:]
+        for i, (h, w) in enumerate(image_sizes):
+            if not (0 < h <= height and 0 < w <= width):
+                raise ValueError(
+                    f"image {i} has size {(h, w)}, which does not fit the batch's {(height, width)}"
+                )
+            x[i, :, h:] = 0
+            x[i, :, :, w:] = 0
+        return x
+
+    def forward(self, images: Tensor, image_sizes: ImageSizes | None = None) -> HeadOutput:
+        """``[B, 3, H, W]`` RGB in 0..255 -> the head's predictions for the ``N`` anchors of ``H x W``.
+
+        ``image_sizes``: each image's ``(h, w)`` before padding (see :meth:`normalize`); None if unpadded.
+        """
+        return self.bbox_head(self.neck(self.backbone(self.normalize(images, image_sizes))))
 
     def anchors(self, image_size: tuple[int, int], device: torch.device | str | None = None) -> Anchors:
         """The anchors of a (padded) ``(height, width)`` image: ``[N, 4]`` xyxy and anchors per level.
@@ -156,32 +195,44 @@ class Detector(nn.Module):
             raise RuntimeError(f"feature maps {out.feature_sizes} do not match the anchor grid {expected}")
         return self.anchors(image_size, device)
 
-    def dense_predictions(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    def dense_predictions(
+        self, images: Tensor, image_sizes: ImageSizes | None = None
+    ) -> tuple[Tensor, Tensor]:
         """``images [B, 3, H, W]`` -> ``cls_logits [B, N, C]`` and decoded ``pred_boxes [B, N, 4]``.
 
-        The callable a LAD teacher is (``lad_edu.assign.lad.Teacher``).
+        ``image_sizes`` as in :meth:`forward`. The callable a LAD teacher is (``lad_edu.assign.lad.Teacher``).
         """
-        out = self(images)
+        out = self(images, image_sizes)
         anchors = self.checked_anchors(out, tuple(images.shape[-2:]), images.device).anchors
         return out.cls_logits, self.decode(anchors, out.box_deltas)
 
     @torch.no_grad()
-    def predict(self, images: Tensor, image_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+    def predict(
+        self,
+        images: Tensor,
+        image_sizes: ImageSizes,
+        scale_factors: list[tuple[float, float]] | None = None,
+    ) -> list[dict[str, Tensor]]:
         """Detections for each image, in eval mode and without gradients (the previous mode is restored).
 
         Args:
             images: ``[B, 3, H, W]`` RGB in 0..255, padded.
             image_sizes: ``(height, width)`` of each image before padding; boxes are clipped to it.
+            scale_factors: ``(w, h)`` resize factor of each image (``target["scale_factor"]``): boxes are
+                divided by it before NMS and voting, so they come back in the original image's pixels
+                (MMDetection's ``rescale=True``). None: boxes in input pixels.
 
         Returns:
-            One dict per image: ``boxes [K, 4]`` xyxy in input pixels, ``scores [K]``, ``labels [K]``.
+            One dict per image: ``boxes [K, 4]`` xyxy, ``scores [K]``, ``labels [K]``.
         """
         if len(image_sizes) != len(images):
             raise ValueError(f"need one image size per image ({len(images)}), got {len(image_sizes)}")
+        if scale_factors is not None and len(scale_factors) != len(images):
+            raise ValueError(f"need one scale factor per image ({len(images)}), got {len(scale_factors)}")
         was_training = self.training
         self.eval()
         try:
-            out = self(images)
+            out = self(images, image_sizes)
         finally:
             self.train(was_training)
         anchors, num_level_anchors = self.checked_anchors(out, tuple(images.shape[-2:]), images.device)
@@ -195,11 +246,13 @@ class Detector(nn.Module):
                 num_level_anchors,
                 tuple(image_sizes[i]),
                 self.coder,
+                scale_factor=None if scale_factors is None else tuple(scale_factors[i]),
                 nms_pre=cfg.nms_pre,
                 score_thr=cfg.score_thr,
                 nms_iou=cfg.nms_iou,
                 max_per_img=cfg.max_per_img,
                 voting=cfg.score_voting,
+                voting_order=cfg.voting_order,
             )
             for i in range(len(images))
         ]

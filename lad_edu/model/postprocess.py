@@ -117,11 +117,14 @@ def postprocess_image(
     num_level_anchors: list[int],
     image_size: tuple[int, int],
     coder: DeltaXYWHCoder,
+    *,
+    scale_factor: tuple[float, float] | None = None,
     nms_pre: int = 1000,
     score_thr: float = 0.05,
     nms_iou: float = 0.6,
     max_per_img: int = 100,
     voting: bool = True,
+    voting_order: str = "score",
 ) -> dict[str, Tensor]:
     """One image's detections from its dense predictions (MMDetection's PAA ``test_cfg`` as defaults).
 
@@ -132,18 +135,27 @@ def postprocess_image(
         anchors: ``[N, 4]`` xyxy, level-major; num_level_anchors: anchors per level.
         image_size: ``(height, width)`` of the image before padding; boxes are clipped to it.
         coder: decodes deltas into boxes.
+        scale_factor: ``(w, h)`` by which the image was resized; the clipped boxes are divided by it
+            before NMS, as MMDetection's ``rescale=True`` does. None keeps input pixels.
         nms_pre, score_thr, nms_iou, max_per_img: see the module docstring.
         voting: apply :func:`score_voting` to the kept boxes.
+        voting_order: ``"score"`` keeps NMS's order (descending score); ``"class"`` returns the voted
+            detections grouped by class, in increasing label order, as MMDetection's score voting does.
 
     Returns:
-        ``{"boxes": [K, 4] xyxy, "scores": [K] descending, "labels": [K] long}``, ``K <= max_per_img``.
+        ``{"boxes": [K, 4] xyxy, "scores": [K], "labels": [K] long}``, ``K <= max_per_img``.
     """
     cls_prob, iou_prob = cls_logits.sigmoid(), iou_logits.sigmoid()
     rank = (cls_prob * iou_prob[:, None]).sqrt().amax(dim=1)  # [N]
     kept = topk_per_level(rank, num_level_anchors, nms_pre)
     boxes = coder.decode(anchors[kept], box_deltas[kept], max_shape=image_size)  # [M, 4]
+    if scale_factor is not None:
+        boxes = boxes / boxes.new_tensor(scale_factor).repeat(2)  # (w, h, w, h)
     scores = (cls_prob[kept] * iou_prob[kept, None]).sqrt()  # [M, C]
     det_boxes, det_scores, det_labels = multiclass_nms(boxes, scores, score_thr, nms_iou, max_per_img)
     if voting and len(det_boxes):
         det_boxes = score_voting(det_boxes, det_labels, boxes, scores, score_thr)
+        if voting_order == "class":  # a stable sort keeps the score order inside each class
+            order = torch.sort(det_labels, stable=True).indices
+            det_boxes, det_scores, det_labels = det_boxes[order], det_scores[order], det_labels[order]
     return {"boxes": det_boxes, "scores": det_scores, "labels": det_labels}

@@ -69,7 +69,7 @@ def to_coco_results(
     scores: Tensor,
     labels: Tensor,
     category_ids: Sequence[int],
-    scale: float = 1.0,
+    scale: float | tuple[float, float] = 1.0,
 ) -> list[dict]:
     """One image's detections in COCO's results format, in the original image's pixels.
 
@@ -80,7 +80,9 @@ def to_coco_results(
         labels: ``[K]`` contiguous training labels ``0 .. C-1``.
         category_ids: label ``k`` -> original category id ``category_ids[k]``
             (:attr:`lad_edu.data.CocoDetection.category_ids`).
-        scale: the resize factor the transform recorded (``target["scale"]``); boxes are divided by it.
+        scale: the resize factor the transform recorded, one number or ``(w, h)``
+            (``target["scale_factor"]``); boxes are divided by it. 1.0 when the boxes are already in the
+            original pixels (``Detector.predict(..., scale_factors=...)``).
 
     Returns:
         ``K`` dicts ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` of python numbers.
@@ -94,7 +96,8 @@ def to_coco_results(
             f"expected boxes [K, 4], scores [K], labels [K]; got {tuple(boxes.shape)}, "
             f"{tuple(scores.shape)}, {tuple(labels.shape)}"
         )
-    boxes = boxes.detach().double().cpu() / scale
+    scale_w, scale_h = (scale, scale) if isinstance(scale, int | float) else scale
+    boxes = boxes.detach().double().cpu() / torch.tensor([scale_w, scale_h, scale_w, scale_h]).double()
     xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
     return [
         {
