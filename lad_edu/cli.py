@@ -1,7 +1,8 @@
 """The ``lad-edu`` command line.
 
     lad-edu make-data [--out data/classroom] [--train 400] [--val 100] [--seed 0]
-    lad-edu train --config NAME_OR_YAML [--data ROOT] [--out RUN_DIR] [--set key=value ...] [--resume]
+    lad-edu train --config NAME_OR_YAML [--data ROOT] [--out RUN_DIR] [--set key=value ...]
+                  [--resume | --overwrite]
     lad-edu eval --checkpoint PATH [--data ROOT] [--out DIR] [--partner] [--set key=value ...]
     lad-edu assign [--assigner fixed|atss|paa] [--config NAME] [--checkpoint PATH] [--data ROOT]
                    [--split val] [--index 0] [--out assignment.png]
@@ -9,11 +10,17 @@
 ``train`` and ``eval`` default ``--data`` to the config's ``data.root`` (the classroom dataset under
 ``data/``, written on first use). ``train --out`` defaults to ``runs/<config name>``. Under ``torchrun``
 every process runs the same command (see :mod:`lad_edu.train.distributed`).
+
+``train`` refuses a ``--out`` that already holds a run unless ``--resume`` (continue it) or ``--overwrite``
+(replace it) is given; ``--resume`` of a finished run says so and where its results are, and exits 0.
+Errors are one line ``lad-edu COMMAND: error: ...`` and exit 1; Ctrl-C during training writes a
+checkpoint, prints one line saying how to resume, and exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -39,23 +46,29 @@ def _train(args: argparse.Namespace) -> None:
     cfg = load_config(args.config, args.set)
     cfg.data.root = _data_root(args.data, cfg.data.root)
     out = args.out or Path("runs") / Path(args.config).stem
-    result = train(cfg, out, resume=args.resume)
-    if result.get("eval"):
+    result = train(cfg, out, resume=args.resume, overwrite=args.overwrite)
+    if result["already_finished"]:
+        print(
+            f"{out} is already finished (epoch {result['epoch']}, iteration {result['iter']}): its metrics "
+            f"are in {out / 'metrics.jsonl'}, its last evaluation in {out / 'eval'}; to train longer raise "
+            "optim.epochs (or max_iters) and --resume, to start again use --overwrite"
+        )
+    elif result.get("eval"):
         print(f"{out}: epoch {result['epoch']}\n{format_stats(result['eval'])}")
 
 
 def _load_run(checkpoint: Path, overrides: list[str], data: Path | None):
-    """The config and the trained detector(s) of a lad_edu checkpoint."""
+    """The config and the trained detector of a lad_edu run checkpoint (refused, with the reason, if not)."""
     from lad_edu.model import build_detector
-    from lad_edu.train.checkpoint import load_checkpoint
+    from lad_edu.model.checkpoint import load_strict
+    from lad_edu.train.checkpoint import load_run_checkpoint
     from lad_edu.train.config import override_config
 
-    state = load_checkpoint(checkpoint)
+    state = load_run_checkpoint(checkpoint)
     cfg = override_config(state["config"], overrides)
     cfg.data.root = _data_root(data, cfg.data.root)
-    num_classes = len(state["category_ids"])
-    model = build_detector(cfg.model, num_classes)
-    model.load_state_dict(state["model"])
+    model = build_detector(cfg.model, len(state["category_ids"]))
+    load_strict(model, state["model"], str(checkpoint))
     return cfg, state, model
 
 
@@ -64,7 +77,9 @@ def _eval(args: argparse.Namespace) -> None:
 
     from lad_edu.data.coco import CocoDetection
     from lad_edu.model import build_detector
+    from lad_edu.model.checkpoint import load_strict
     from lad_edu.train import evaluate_detector
+    from lad_edu.train.checkpoint import check_category_ids
     from lad_edu.train.distributed import init_distributed, shutdown
     from lad_edu.train.evaluate import format_stats
 
@@ -75,8 +90,14 @@ def _eval(args: argparse.Namespace) -> None:
         model = build_detector(
             replace(cfg.model, backbone=cfg.distill.teacher_backbone), len(state["category_ids"])
         )
-        model.load_state_dict(state["partner"])
+        load_strict(model, state["partner"], f"{args.checkpoint} (partner)")
     dataset = CocoDetection(cfg.data.root, cfg.data.val_split, min_size=cfg.data.min_box_size)
+    check_category_ids(
+        state["category_ids"],
+        dataset.category_ids,
+        f"checkpoint {args.checkpoint}",
+        str(dataset.annotation_file),
+    )
     dist = init_distributed(cfg.device)
     try:
         stats = evaluate_detector(model.to(dist.device), dataset, cfg, dist, args.out)
@@ -121,7 +142,7 @@ def _assign(args: argparse.Namespace) -> None:
         result = ATSSAssigner(cfg.assign.topk).assign(anchors, num_level_anchors, boxes, labels)
     else:
         with torch.no_grad():
-            cls_logits, pred_boxes = model.eval().dense_predictions(images.float())
+            cls_logits, pred_boxes = model.eval().dense_predictions(images.float(), [target["size"]])
         paa = PAAAssigner(cfg.assign.topk, bbox_weight=cfg.assign.bbox_weight, loc_loss=cfg.assign.loc_loss)
         result = paa.assign(anchors, num_level_anchors, boxes, labels, cls_logits[0], pred_boxes[0])
     title = (
@@ -160,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--out", type=Path, default=None, help="run directory (default runs/<config>)")
     train.add_argument("--set", **overrides)
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    train.add_argument("--overwrite", action="store_true", help="delete the run already in RUN_DIR first")
 
     evaluate = commands.add_parser("eval", help="COCO evaluation of a checkpoint")
     evaluate.add_argument("--checkpoint", type=Path, required=True)
@@ -184,12 +206,35 @@ def main(argv: list[str] | None = None) -> None:
         print(f"classroom dataset written to {root}")
         return
     from lad_edu.train.checkpoint import CheckpointError
-    from lad_edu.train.engine import NonFiniteLossError
+    from lad_edu.train.engine import NonFiniteLossError, RunInterrupted
+    from lad_edu.train.run_dir import RunDirError
 
     try:
         {"train": _train, "eval": _eval, "assign": _assign}[args.command](args)
-    except (ValueError, FileNotFoundError, CheckpointError, NonFiniteLossError) as error:
-        sys.exit(f"lad-edu {args.command}: error: {error}")
+    except (ValueError, OSError, CheckpointError, NonFiniteLossError, RunDirError) as error:
+        sys.exit(f"lad-edu {args.command}: error: {_one_line(error)}")
+    except KeyboardInterrupt as interrupt:
+        line = f"lad-edu {args.command}: interrupted"
+        if isinstance(interrupt, RunInterrupted):
+            line += f": {interrupt}; resume with: {_resume_command(sys.argv[1:] if argv is None else argv)}"
+        print(line, file=sys.stderr)
+        sys.exit(130)  # the shell's code for "ended by SIGINT"
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message; for an error raised in a DataLoader worker, the original exception's last line.
+
+    torch re-raises a worker's error as "Caught ValueError in DataLoader worker process 0.\nOriginal
+    Traceback (most recent call last): ..."; its last line is the original "ValueError: <message>".
+    """
+    text = str(error)
+    return text.rstrip().splitlines()[-1] if "Original Traceback" in text else text
+
+
+def _resume_command(argv: list[str]) -> str:
+    """The ``lad-edu train`` command line that continues the run ``argv`` started."""
+    kept = [arg for arg in argv if arg not in ("--overwrite", "--resume")]
+    return shlex.join(["lad-edu", *kept, "--resume"])
 
 
 if __name__ == "__main__":

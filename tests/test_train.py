@@ -117,7 +117,7 @@ def test_every_mode_overfits_a_fixed_batch(mode, tiny_data, teacher):
     networks = Networks(model, partner)
     frozen = None
     if cfg.distill.mode in ("soft", "lad", "solad"):
-        frozen = load_teacher(cfg, len(dataset.category_ids), model, torch.device("cpu"))
+        frozen = load_teacher(cfg, dataset.category_ids, model, torch.device("cpu"))
     learner = Learner(cfg, networks, networks, frozen)
     optimizer = torch.optim.SGD(networks.parameters(), lr=0.01, momentum=0.9)
     losses = []
@@ -136,12 +136,12 @@ def test_every_mode_overfits_a_fixed_batch(mode, tiny_data, teacher):
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_data, tmp_path):
     from lad_edu.train.engine import NonFiniteLossError
 
-    overrides = tiny(tiny_data)
-    train(load_config("classroom_paa", [*overrides, "max_iters=2"]), tmp_path)
+    overrides = tiny(tiny_data, "data.batch_size=2")  # 4 iterations an epoch
+    train(load_config("classroom_paa", [*overrides, "max_iters=4"]), tmp_path)
     before = (tmp_path / "checkpoint.pt").read_bytes()
-    diverging = load_config("classroom_paa", [*overrides, "optim.lr=1e30", "optim.warmup_iters=0"])
+    diverging = load_config("classroom_paa", [*overrides, "optim.gamma=1e30", "optim.milestones=[1]"])
     with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
-        train(diverging, tmp_path)  # a new run in the same folder diverges in its first epoch
+        train(diverging, tmp_path, resume=True)  # resumed, the run diverges within its second epoch
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
@@ -373,6 +373,8 @@ def test_ctrl_c_writes_a_checkpoint_of_the_interrupted_position(tiny_data, tmp_p
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].endswith("--resume")
     state = load_checkpoint(run / "checkpoint.pt")
     trained = state["epoch"] * 2 + state["iter"]  # 2 iterations an epoch
     assert trained >= 3  # nothing that was trained is lost

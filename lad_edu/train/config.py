@@ -132,6 +132,11 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     log_every: int = 20  # iterations between metrics lines
     eval_every: int = 1  # epochs between evaluations; 0 = only after the last epoch
+    # iterations between checkpoints within an epoch (one is also written at each epoch's end); 0 = only at
+    # epoch ends. 200: classroom_paa took 0.33 s an iteration on a 2-core CPU and 0.11 s to write its 12 MB
+    # checkpoint, so a kill -9 loses at most ~70 s of training for 0.2% extra time (its 50-iteration epochs
+    # end sooner still); a COCO epoch (7330 iterations at batch 16) gets 36 checkpoints instead of one.
+    checkpoint_every: int = 200
     max_iters: int | None = None  # stop (with a checkpoint) after this many iterations: smoke runs
 
     def __post_init__(self) -> None:
@@ -147,6 +152,14 @@ class TrainConfig:
         for key, value, allowed in checks:
             if value not in allowed:
                 raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
+        counts = [
+            ("optim.epochs", self.optim.epochs, 1),
+            ("log_every", self.log_every, 1),
+            ("checkpoint_every", self.checkpoint_every, 0),
+        ]
+        for key, value, least in counts:
+            if value < least:
+                raise ConfigError(f"{key} must be at least {least}, got {value}")
         if self.distill.mode in ("soft", "lad", "solad") and self.assign.assigner != "paa":
             raise ConfigError(f"distill.mode={self.distill.mode!r} builds on PAA: set assign.assigner=paa")
         if self.distill.mode == "colad" and self.assign.assigner != "paa":

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from lad_edu.train.config import ConfigError
+
 __all__ = ["Dist", "all_gather_objects", "any_true", "init_distributed", "shutdown"]
 
 
@@ -32,7 +34,7 @@ class Dist:
 
 def _pick_device(preference: str, local_rank: int) -> torch.device:
     if preference == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for but no CUDA device is available; use device=cpu")
+        raise ConfigError("device=cuda, but torch finds no CUDA device here; use --set device=cpu (or auto)")
     if preference == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     torch.cuda.set_device(local_rank)

@@ -6,15 +6,21 @@ A run directory holds everything a run produces (the contract scripts and notebo
 ``config.yaml``                       the resolved config
 ``metrics.jsonl``                     one JSON object per line: ``"kind": "train"`` every ``log_every``
                                       iterations (losses, lr, assignment statistics, CoLAD's choice),
-                                      ``"kind": "eval"`` after each evaluation (the 12 COCO numbers)
-``checkpoint.pt``                     the last checkpoint: every epoch, at ``max_iters``, on Ctrl-C
+                                      ``"kind": "eval"`` after each evaluation (the 12 COCO numbers);
+                                      strict JSON: a number with nothing to measure is ``null``
+``checkpoint.pt``                     the last checkpoint: every epoch, every ``checkpoint_every``
+                                      iterations, at ``max_iters``, on Ctrl-C
 ``eval/detections.json``              COCO results of the last evaluation (original category ids)
 ``eval/coco_stats.json``              its 12 numbers by name (``eval_partner/`` for CoLAD's network 2)
+``.lock``                             while a training writes the directory: its pid, host and start
 ====================================  =================================================================
 
-``resume=True`` continues from ``checkpoint.pt`` exactly: the same weights, optimiser momentum, learning
-rate and scaler, and (because batches and augmentations are drawn from the seed, the epoch and the image
-index) the very batches the interrupted run would have seen next.
+A directory that holds a run is trained into again only with ``resume=True`` or ``overwrite=True`` (see
+:mod:`lad_edu.train.run_dir`). ``resume=True`` continues from ``checkpoint.pt`` exactly: the same weights,
+optimiser momentum, learning rate and scaler, and (because batches and augmentations are drawn from the
+seed, the epoch and the image index) the very batches the interrupted run would have seen next; the
+metrics rows written after the checkpoint are dropped, as those iterations are trained again. Resuming a
+finished run trains nothing and returns ``"already_finished": True``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import math
 import time
 import warnings
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -34,21 +40,32 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from lad_edu.atomic import atomic_open
 from lad_edu.data.coco import CocoDetection
 from lad_edu.model import Detector, build_detector
-from lad_edu.train.checkpoint import load_checkpoint, save_checkpoint
+from lad_edu.model.checkpoint import load_strict
+from lad_edu.train.checkpoint import check_category_ids, load_run_checkpoint, save_checkpoint
 from lad_edu.train.config import ConfigError, OptimConfig, TrainConfig, config_to_dict
 from lad_edu.train.data import eval_loader, load_datasets, train_loader
 from lad_edu.train.distributed import Dist, all_gather_objects, any_true, init_distributed, shutdown
 from lad_edu.train.evaluate import coco_evaluate, to_coco_results
 from lad_edu.train.learner import Learner, Networks, load_teacher
+from lad_edu.train.run_dir import RunLock, prepare_run_dir, truncate_metrics
 from lad_edu.train.stats import summarize
 
-__all__ = ["NonFiniteLossError", "evaluate_detector", "lr_factor", "train"]
+__all__ = ["NonFiniteLossError", "RunInterrupted", "evaluate_detector", "lr_factor", "train"]
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss (or the predictions) became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the training after a checkpoint of the interrupted position was written."""
+
+    def __init__(self, checkpoint: Path, epoch: int, iteration: int):
+        super().__init__(f"checkpoint of epoch {epoch + 1}, iteration {iteration} written to {checkpoint}")
+        self.checkpoint = checkpoint
 
 
 def lr_factor(iteration: int, iters_per_epoch: int, cfg: OptimConfig) -> float:
@@ -75,6 +92,19 @@ def autocast_factory(amp: str, device: torch.device):
     return partial(torch.autocast, device_type=device.type, dtype=dtype)
 
 
+def strict_json(record: dict) -> str:
+    """``record`` as one line of strict JSON: a non-finite number (a rate with nothing to count) is null.
+
+    ``json.dumps`` writes ``NaN`` and ``Infinity`` by default, which JSON does not have (many readers
+    refuse them); COCOeval's ``-1`` ("nothing to measure") is finite and stays.
+
+    >>> strict_json({"AP": -1.0, "pos_iou": float("nan")})
+    '{"AP": -1.0, "pos_iou": null}'
+    """
+    finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+    return json.dumps(finite, allow_nan=False)
+
+
 class MetricsLog:
     """``metrics.jsonl`` (always) and TensorBoard (when installed), written by rank 0 only."""
 
@@ -90,7 +120,7 @@ class MetricsLog:
         if not self.enabled:
             return
         with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(strict_json(record) + "\n")
         if self.board is not None:
             for key, value in record.items():
                 if isinstance(value, float) and math.isfinite(value):
@@ -121,7 +151,11 @@ def evaluate_detector(
     loader = eval_loader(dataset, cfg.data, dist)
     for images, targets in tqdm(loader, desc="eval", leave=False, disable=not dist.is_main or None):
         with autocast():
-            detections = detector.predict(images.to(dist.device).float(), [t["size"] for t in targets])
+            detections = detector.predict(
+                images.to(dist.device).float(),
+                [t["size"] for t in targets],
+                scale_factors=[t["scale_factor"] for t in targets],  # boxes in the original pixels
+            )
         for det, target in zip(detections, targets, strict=True):
             results += to_coco_results(
                 target["image_id"],
@@ -129,7 +163,6 @@ def evaluate_detector(
                 det["scores"].float().cpu(),
                 det["labels"].cpu(),
                 dataset.category_ids,
-                target["scale"],
             )
     detector.train(was_training)
     gathered = all_gather_objects(results)
@@ -149,24 +182,173 @@ def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -> dict:
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
     """Train (and evaluate) as ``cfg`` says, writing the run directory described in the module docstring.
 
     Launched by ``torchrun``, every process calls this; see :mod:`lad_edu.train.distributed`.
 
+    Args:
+        resume: continue the run in ``run_dir`` from its ``checkpoint.pt``.
+        overwrite: remove the files of a run already in ``run_dir`` first.
+
     Returns:
-        On rank 0 ``{"epoch", "iter", "eval": last COCO numbers or None}``; on other ranks the same
-        without ``eval``.
+        On rank 0 ``{"epoch", "iter", "eval": last COCO numbers or None, "already_finished"}``; on other
+        ranks ``eval`` is None. ``already_finished`` is True when ``resume`` found nothing left to train.
 
     Raises:
+        RunDirError: ``run_dir`` holds a run and neither flag is given, ``resume`` finds no checkpoint,
+            or another process is training into ``run_dir``.
+        CheckpointError / ConfigError: the checkpoint to resume or the teacher does not fit.
         NonFiniteLossError: the loss became NaN or infinite (the last checkpoint is kept).
-        KeyboardInterrupt: after writing a checkpoint of the interrupted position.
+        RunInterrupted: a KeyboardInterrupt, after writing a checkpoint of the interrupted position.
     """
+    run_dir = Path(run_dir)
     dist = init_distributed(cfg.device)
     try:
-        return _train(cfg, Path(run_dir), resume, dist)
+        with RunLock(run_dir, enabled=dist.is_main):
+            if dist.is_main:
+                prepare_run_dir(run_dir, resume, overwrite)
+            return _train(cfg, run_dir, resume, dist)
     finally:
         shutdown()
+
+
+def _warn_if_without_objects(train_set: CocoDetection, val_set: CocoDetection) -> None:
+    consequences = [
+        (train_set, "the detector learns background only; pos_per_gt & co. are null in metrics.jsonl"),
+        (val_set, "every AP and AR is -1, COCOeval's 'nothing to measure'"),
+    ]
+    for dataset, consequence in consequences:
+        if dataset.num_objects == 0:
+            warnings.warn(f"{dataset.annotation_file} has no objects: {consequence}", stacklevel=4)
+
+
+def _build_networks(cfg: TrainConfig, num_classes: int, dist: Dist) -> tuple[Networks, torch.nn.Module]:
+    """The network(s) to train, and what the forward runs through (DDP's wrapper when distributed)."""
+    model = build_detector(cfg.model, num_classes)
+    partner = None
+    if cfg.distill.mode == "colad":  # CoLAD's second network, trained alongside (section 3.4)
+        partner = build_detector(replace(cfg.model, backbone=cfg.distill.teacher_backbone), num_classes)
+    networks = Networks(model, partner).to(dist.device)
+    if dist.world_size == 1:
+        return networks, networks
+    device_ids = [dist.device.index] if dist.device.type == "cuda" else None
+    return networks, DistributedDataParallel(networks, device_ids=device_ids)
+
+
+@dataclass
+class Optimization:
+    """What an optimiser step changes, so what a checkpoint saves and a resume restores."""
+
+    networks: Networks
+    optimizer: torch.optim.SGD
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    grad_clip: float | None
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, networks: Networks, iters_per_epoch: int, total_batch: int):
+        optimizer = torch.optim.SGD(
+            [p for p in networks.parameters() if p.requires_grad],
+            lr=cfg.optim.lr * total_batch / cfg.optim.base_batch_size,  # the linear scaling rule
+            momentum=cfg.optim.momentum,
+            weight_decay=cfg.optim.weight_decay,
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, partial(lr_factor, iters_per_epoch=iters_per_epoch, cfg=cfg.optim)
+        )
+        device_type = next(networks.parameters()).device.type
+        scaler = torch.amp.GradScaler(device_type, enabled=cfg.amp == "fp16")
+        return cls(networks, optimizer, scheduler, scaler, cfg.optim.grad_clip)
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Backward (scaled under fp16), clip, SGD step, learning-rate schedule."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        state = {
+            "model": self.networks.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+        if self.networks.partner is not None:
+            state["partner"] = self.networks.partner.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict, source: str) -> None:
+        """Restore a run checkpoint's ``state``; the weights strictly (errors name ``source`` and keys)."""
+        load_strict(self.networks.model, state["model"], source)
+        if self.networks.partner is not None:
+            load_strict(self.networks.partner, state["partner"], f"{source} (partner)")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+def _resume(optimization: Optimization, cfg: TrainConfig, path: Path, train_set: CocoDetection, dist: Dist):
+    """Restore the checkpoint at ``path``; drop the metrics rows written after it. Returns (epoch, iter)."""
+    state = load_run_checkpoint(path, map_location=dist.device)
+    where = str(train_set.annotation_file)
+    check_category_ids(state["category_ids"], train_set.category_ids, f"checkpoint {path}", where)
+    changed = _differences(state["config"], config_to_dict(cfg))
+    if changed and dist.is_main:
+        warnings.warn(f"resuming {path} with a changed config: {'; '.join(changed)}", stacklevel=4)
+    optimization.load_state_dict(state, str(path))
+    if dist.is_main:
+        truncate_metrics(path.parent / "metrics.jsonl", state["epoch"], state["iter"])
+    return state["epoch"], state["iter"]
+
+
+class LogWindow:
+    """Losses and assignment counts summed over the iterations since the last metrics row."""
+
+    def __init__(self):
+        self._start()
+
+    def _start(self) -> None:
+        self.logs, self.counts, self.iters = defaultdict(float), defaultdict(float), 0
+        self.tick = time.perf_counter()
+
+    def add(self, logs: dict, counts: dict) -> None:
+        self.iters += 1
+        for key, value in logs.items():
+            self.logs[key] += value
+        for key, value in counts.items():
+            self.counts[key] = self.counts[key] + value
+
+    def flush(self, images_per_iter: int) -> dict:
+        """The window's throughput, mean losses and assignment rates; starts a new window."""
+        out = {
+            "images_per_s": self.iters * images_per_iter / (time.perf_counter() - self.tick),
+            **{key: value / self.iters for key, value in self.logs.items()},
+            **summarize(self.counts),
+        }
+        self._start()
+        return out
+
+
+def _stop_if_not_finite(loss, logs: dict, epoch: int, iteration: int, checkpoint: Path, dist: Dist) -> None:
+    if any_true(not math.isfinite(loss.item()), dist.device):
+        bad = {k: v for k, v in logs.items() if k.startswith("loss") and not math.isfinite(v)}
+        raise NonFiniteLossError(
+            f"non-finite loss at epoch {epoch + 1}, iteration {iteration + 1} "
+            f"({bad or logs or 'the predictions are not finite'}); "
+            f"the last good checkpoint {checkpoint} is kept. Try a lower optim.lr, a longer "
+            "optim.warmup_iters, optim.grad_clip, or amp=none"
+        )
+
+
+def _finished(cfg: TrainConfig, epoch: int, global_iter: int) -> bool:
+    return epoch >= cfg.optim.epochs or (cfg.max_iters is not None and global_iter >= cfg.max_iters)
 
 
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, dist: Dist) -> dict:
@@ -174,151 +356,80 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, dist: Dist) -> dict:
     autocast = autocast_factory(cfg.amp, device)
     torch.manual_seed(cfg.seed)
     train_set, val_set = load_datasets(cfg.data)
-    num_classes = len(train_set.category_ids)
-
-    model = build_detector(cfg.model, num_classes)
-    partner = None
-    if cfg.distill.mode == "colad":  # CoLAD's second network, trained alongside (section 3.4)
-        partner = build_detector(replace(cfg.model, backbone=cfg.distill.teacher_backbone), num_classes)
-    networks = Networks(model, partner).to(device)
-    trained = networks
-    if dist.world_size > 1:
-        trained = DistributedDataParallel(
-            networks, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    if dist.is_main:
+        _warn_if_without_objects(train_set, val_set)
+    networks, trained = _build_networks(cfg, len(train_set.category_ids), dist)
     teacher = None
     if cfg.distill.mode in ("soft", "lad", "solad"):
-        teacher = load_teacher(cfg, num_classes, model, device)
+        teacher = load_teacher(cfg, train_set.category_ids, networks.model, device)
     learner = Learner(cfg, networks, trained, teacher)
 
     loader = train_loader(train_set, cfg.data, cfg.seed, dist)
     sampler = loader.batch_sampler
     iters_per_epoch = sampler.batches_per_epoch
     total_batch = cfg.data.batch_size * dist.world_size
-    params = [p for p in networks.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params,
-        lr=cfg.optim.lr * total_batch / cfg.optim.base_batch_size,  # the linear scaling rule
-        momentum=cfg.optim.momentum,
-        weight_decay=cfg.optim.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, partial(lr_factor, iters_per_epoch=iters_per_epoch, cfg=cfg.optim)
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    optimization = Optimization.build(cfg, networks, iters_per_epoch, total_batch)
 
     checkpoint_path = run_dir / "checkpoint.pt"
     epoch, start = 0, 0
     if resume:
-        state = load_checkpoint(checkpoint_path, map_location=device)
-        changed = _differences(state["config"], config_to_dict(cfg))
-        if changed and dist.is_main:
-            warnings.warn(
-                f"resuming {checkpoint_path} with a changed config: {'; '.join(changed)}", stacklevel=2
-            )
-        networks.model.load_state_dict(state["model"])
-        if partner is not None:
-            networks.partner.load_state_dict(state["partner"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        epoch, start = state["epoch"], state["iter"]
+        epoch, start = _resume(optimization, cfg, checkpoint_path, train_set, dist)
+    global_iter = epoch * iters_per_epoch + start
+    if resume and _finished(cfg, epoch, global_iter):
+        return {"epoch": epoch, "iter": start, "eval": None, "already_finished": True}
     if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        with atomic_open(run_dir / "config.yaml") as f:
+            yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False)
     log = MetricsLog(run_dir, dist.is_main)
 
     def checkpoint(epoch: int, iteration: int) -> None:
-        if not dist.is_main:
-            return
-        state = {
-            "model": networks.model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch,
-            "iter": iteration,
-            "config": config_to_dict(cfg),
-            "category_ids": list(train_set.category_ids),
-        }
-        if partner is not None:
-            state["partner"] = networks.partner.state_dict()
-        save_checkpoint(state, checkpoint_path)
+        if dist.is_main:
+            state = {"epoch": epoch, "iter": iteration, "config": config_to_dict(cfg)}
+            state["category_ids"] = list(train_set.category_ids)
+            save_checkpoint({**optimization.state_dict(), **state}, checkpoint_path)
 
     def evaluate(epoch: int) -> dict | None:
         stats = evaluate_detector(networks.model, val_set, cfg, dist, run_dir / "eval")
         log.write({"kind": "eval", "epoch": epoch, **(stats or {})}, epoch)
-        if partner is not None:
+        if networks.partner is not None:
             stats_2 = evaluate_detector(networks.partner, val_set, cfg, dist, run_dir / "eval_partner")
             log.write({"kind": "eval", "network": 2, "epoch": epoch, **(stats_2 or {})}, epoch)
         return stats
 
-    global_iter = epoch * iters_per_epoch + start
-    last_eval, position = None, (epoch, start)
-    window, counts, tick = defaultdict(float), defaultdict(float), time.perf_counter()
-    window_iters = 0
+    last_eval, position, window = None, (epoch, start), LogWindow()
     networks.train()
     try:
         while epoch < cfg.optim.epochs:
             sampler.set_epoch(epoch, start_batch=start)  # a resumed epoch skips the batches it trained on
             loader.dataset.epoch = epoch
-            bar = tqdm(
+            with tqdm(
                 total=iters_per_epoch,
                 initial=start,
                 desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
                 disable=not dist.is_main or None,
-            )
-            for iteration, (images, targets) in enumerate(loader, start=start):
-                loss, logs, step_counts = learner.step(
-                    images.to(device, non_blocking=True).float(), targets, autocast
-                )
-                if any_true(not math.isfinite(loss.item()), device):
-                    bad = {k: v for k, v in logs.items() if k.startswith("loss") and not math.isfinite(v)}
-                    raise NonFiniteLossError(
-                        f"non-finite loss at epoch {epoch + 1}, iteration {iteration + 1} "
-                        f"({bad or logs or 'the predictions are not finite'}); "
-                        f"the last good checkpoint {checkpoint_path} is kept. Try a lower optim.lr, a longer "
-                        "optim.warmup_iters, optim.grad_clip, or amp=none"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.optim.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                global_iter += 1
-                position = (epoch, iteration + 1)
-                bar.update()
-                window_iters += 1
-                for key, value in logs.items():
-                    window[key] += value
-                for key, value in step_counts.items():
-                    counts[key] = counts[key] + value
-                if global_iter % cfg.log_every == 0:
-                    elapsed = time.perf_counter() - tick
-                    record = {
-                        "kind": "train",
-                        "epoch": epoch + 1,
-                        "iter": iteration + 1,
-                        "global_iter": global_iter,
-                        "lr": optimizer.param_groups[0]["lr"],
-                        "images_per_s": window_iters * total_batch / elapsed,
-                        **{key: value / window_iters for key, value in window.items()},
-                        **summarize(counts),
-                    }
-                    log.write(record, global_iter)
-                    bar.set_postfix(loss=f"{sum(v for k, v in record.items() if k.startswith('loss')):.3f}")
-                    window, counts, tick, window_iters = (
-                        defaultdict(float),
-                        defaultdict(float),
-                        time.perf_counter(),
-                        0,
-                    )
-                if cfg.max_iters is not None and global_iter >= cfg.max_iters:
-                    break
-            bar.close()
+            ) as bar:  # closed (its line ended) also on Ctrl-C
+                for iteration, (images, targets) in enumerate(loader, start=start):
+                    images = images.to(device, non_blocking=True).float()
+                    loss, logs, step_counts = learner.step(images, targets, autocast)
+                    _stop_if_not_finite(loss, logs, epoch, iteration, checkpoint_path, dist)
+                    optimization.step(loss)
+                    global_iter += 1
+                    position = (epoch, iteration + 1)
+                    bar.update()
+                    window.add(logs, step_counts)
+                    if global_iter % cfg.log_every == 0:
+                        lr = optimization.optimizer.param_groups[0]["lr"]
+                        record = {"kind": "train", "epoch": epoch + 1, "iter": iteration + 1}
+                        record |= {"global_iter": global_iter, "lr": lr, **window.flush(total_batch)}
+                        log.write(record, global_iter)
+                        bar.set_postfix(
+                            loss=f"{sum(v for k, v in record.items() if k.startswith('loss')):.3f}"
+                        )
+                    within_epoch = position[1] < iters_per_epoch  # the epoch's end writes its own checkpoint
+                    if cfg.checkpoint_every and global_iter % cfg.checkpoint_every == 0 and within_epoch:
+                        checkpoint(*position)
+                    if cfg.max_iters is not None and global_iter >= cfg.max_iters:
+                        break
             if position[1] == iters_per_epoch:  # the epoch is complete
                 epoch, start = epoch + 1, 0
                 position = (epoch, 0)
@@ -330,12 +441,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, dist: Dist) -> dict:
                 break
     except KeyboardInterrupt:
         checkpoint(*position)
-        if dist.is_main:
-            print(
-                f"\ninterrupted: checkpoint of epoch {position[0] + 1}, iteration {position[1]} "
-                f"written to {checkpoint_path}"
-            )
-        raise
+        raise RunInterrupted(checkpoint_path, *position) from None
     finally:
         log.close()
-    return {"epoch": position[0], "iter": position[1], "eval": last_eval}
+    return {"epoch": position[0], "iter": position[1], "eval": last_eval, "already_finished": False}

@@ -19,7 +19,9 @@ other mode uses PAA's IoU weighting.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -27,9 +29,15 @@ from torch import Tensor, nn
 from lad_edu.assign import ATSSAssigner, CoLADAssigner, FixedIoUAssigner, LADAssigner, PAAAssigner
 from lad_edu.assign.result import AssignResult, ignore_crowd
 from lad_edu.losses import detection_losses, distillation_losses
-from lad_edu.model import Detector, ModelConfig, build_detector, load_mmdet_state_dict
-from lad_edu.train.checkpoint import load_checkpoint
-from lad_edu.train.config import ConfigError, TrainConfig
+from lad_edu.model import Detector, build_detector, load_mmdet_state_dict
+from lad_edu.model.checkpoint import load_strict
+from lad_edu.train.checkpoint import (
+    check_category_ids,
+    check_run_checkpoint,
+    is_run_checkpoint,
+    load_checkpoint,
+)
+from lad_edu.train.config import ConfigError, TrainConfig, config_from_dict, shipped_configs
 from lad_edu.train.stats import assignment_counts
 
 __all__ = ["Learner", "Networks", "load_teacher"]
@@ -45,35 +53,40 @@ class Networks(nn.Module):
     def detectors(self) -> list[Detector]:
         return [self.model] if self.partner is None else [self.model, self.partner]
 
-    def forward(self, images: Tensor) -> list:
-        return [detector(images) for detector in self.detectors()]
+    def forward(self, images: Tensor, image_sizes: list[tuple[int, int]]) -> list:
+        return [detector(images, image_sizes) for detector in self.detectors()]
 
 
-def load_teacher(cfg: TrainConfig, num_classes: int, student: Detector, device: torch.device) -> Detector:
+def load_teacher(
+    cfg: TrainConfig, category_ids: Sequence[int], student: Detector, device: torch.device
+) -> Detector:
     """The frozen teacher of ``soft`` / ``lad`` / ``solad``, from ``distill.teacher_checkpoint``.
 
-    A lad_edu checkpoint carries its model config; any other file is read as an MMDetection PAA checkpoint
-    with backbone ``distill.teacher_backbone`` and the student's other settings. Loaded strictly.
+    A lad_edu run checkpoint carries its model config and the category ids it was trained on, which must
+    be the student's data's ``category_ids``; any other file is read as an MMDetection PAA checkpoint with
+    backbone ``distill.teacher_backbone`` and the student's other settings. Loaded strictly.
     """
     path = cfg.distill.teacher_checkpoint
     if not path:
         raise ConfigError(
             f"distill.mode={cfg.distill.mode!r} needs distill.teacher_checkpoint (a trained PAA run)"
         )
+    if not Path(path).is_file():
+        run = Path(path).parent
+        config = run.name if run.name in shipped_configs() else "<the teacher's config>"
+        raise ConfigError(
+            f"distill.teacher_checkpoint {path} does not exist: train it first: "
+            f"lad-edu train --config {config} --out {run} (or point it to an MMDetection PAA .pth file)"
+        )
     state = load_checkpoint(path)
-    if "model" in state and "config" in state:  # a lad_edu run
-        model_cfg = ModelConfig(**state["config"]["model"])
-        teacher = build_detector(model_cfg, num_classes)
-        weights = state["model"]
-        if weights["bbox_head.atss_cls.bias"].shape[0] != num_classes:
-            raise ConfigError(
-                f"teacher {path} predicts {weights['bbox_head.atss_cls.bias'].shape[0]} classes, "
-                f"the data has {num_classes}"
-            )
-        teacher.load_state_dict(weights)
+    if is_run_checkpoint(state):
+        check_run_checkpoint(state, path)
+        check_category_ids(state["category_ids"], category_ids, f"teacher {path}", "the student's data")
+        teacher = build_detector(config_from_dict(state["config"]).model, len(category_ids))
+        load_strict(teacher, state["model"], f"teacher {path}")
     else:
-        teacher = build_detector(replace(cfg.model, backbone=cfg.distill.teacher_backbone), num_classes)
-        load_mmdet_state_dict(teacher, state)
+        teacher = build_detector(replace(cfg.model, backbone=cfg.distill.teacher_backbone), len(category_ids))
+        load_mmdet_state_dict(teacher, path)
     if teacher.anchor_generator != student.anchor_generator:
         raise ConfigError(
             f"teacher {path} uses anchors {teacher.anchor_generator}, the student "
@@ -147,7 +160,8 @@ class Learner:
         """Forward, assignment and losses of one batch.
 
         Args:
-            images: ``[B, 3, H, W]`` on the training device; targets: ``boxes``, ``labels``, ``crowd_boxes``.
+            images: ``[B, 3, H, W]`` on the training device, padded; targets: ``boxes``, ``labels``,
+                ``crowd_boxes`` and ``size`` (each image's ``(h, w)`` before padding).
             autocast: a context manager factory for mixed precision (``contextlib.nullcontext`` for none).
 
         Returns:
@@ -155,8 +169,9 @@ class Learner:
             dicts when the predictions are not finite (the caller stops the run).
         """
         device = images.device
+        image_sizes = [t["size"] for t in targets]  # the padding is zeroed after normalising
         with autocast():
-            outputs = self.trained(images)
+            outputs = self.trained(images, image_sizes)
         detector = self.networks.model
         anchors, num_level_anchors = detector.anchors(tuple(images.shape[-2:]), device)
         # assignment and losses in float32, whatever the forward ran in
@@ -169,7 +184,7 @@ class Learner:
         teacher_predictions = None
         if self.teacher is not None:
             with autocast():
-                teacher_cls, teacher_boxes = self.lad.teacher_predictions(images)
+                teacher_cls, teacher_boxes = self.lad.teacher_predictions(images, image_sizes)
             teacher_predictions = (teacher_cls.float(), teacher_boxes.float())
 
         gt_boxes = [t["boxes"].to(device) for t in targets]
