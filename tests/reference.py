@@ -1,6 +1,6 @@
 """Brute-force references: the reference implementations' pseudocode transcribed as plain loops.
 
-Slow and obvious on purpose (``../shared/reference/assigners.md`` sections 1 and 2); the tests check the
+Slow and obvious on purpose (docs/reference_behaviour.md describes the rules); the tests check the
 vectorised assigners against them. The IoU matrix is taken as given (``box_iou`` has its own tests), so
 exact float ties are the same on both sides.
 """

@@ -7,7 +7,7 @@ Two kinds:
   ``backbone.*`` keys and torchvision's ImageNet files load as they are. ``fc`` and ``avgpool`` are dropped.
 * :func:`small_backbone` — five conv-BN-ReLU stages for the classroom dataset on a laptop CPU.
 
-Both follow MMDetection's training conventions for a pre-trained backbone (assigners.md §3.1):
+Both follow MMDetection's training conventions for a pre-trained backbone (docs/reference_behaviour.md):
 
 * ``frozen_stages = k`` freezes the stem and ``layer1`` ... ``layer{k}`` (``requires_grad = False``, and
   kept in eval mode); ``-1`` freezes nothing, MMDetection's PAA uses 1.

@@ -1,8 +1,8 @@
 """Reading state dicts from disk and loading them strictly, with errors that say what does not fit.
 
-MMDetection's LAD teacher loads with ``strict=False``, so a wrong checkpoint loads silently (see
-``STYLE.md``). Every load in lad_edu goes through :func:`load_strict`: a missing or unexpected key is an
-error that names the keys and where the weights came from.
+MMDetection's LAD teacher loads with ``strict=False``, so a wrong checkpoint loads silently. Every load
+in lad_edu goes through :func:`load_strict`: a missing or unexpected key is an error that names the keys
+and where the weights came from.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The PAA / LAD detector: backbone -> FPN (P3-P7) -> dense head, plus its anchors and box coder.
 
-The network knows no assigner (ARCHITECTURE.md): it maps images to one prediction per anchor
+The network knows no assigner (docs/ARCHITECTURE.md): it maps images to one prediction per anchor
 (:class:`~lad_edu.model.head.HeadOutput`) and decodes boxes; ``train/`` puts it together with an assigner
 and the losses. The module names are MMDetection's (``backbone``, ``neck``, ``bbox_head``), so its PAA
 and LAD checkpoints load with :func:`~lad_edu.model.mmdet_import.load_mmdet_state_dict`.
@@ -51,8 +51,8 @@ ImageSizes = Sequence[tuple[int, int]]  # one (height, width) per image of a bat
 class ModelConfig:
     """Everything that defines the network and its test-time post-processing.
 
-    The defaults are MMDetection's ``paa_r50_fpn_1x_coco`` (assigners.md §3.1 and §3.5). Sequences may be
-    given as lists (from YAML); they are stored as tuples.
+    The defaults are MMDetection's ``paa_r50_fpn_1x_coco`` (docs/reference_behaviour.md: "PAA's recipe",
+    "Test time"). Sequences may be given as lists (from YAML); they are stored as tuples.
 
     The classroom recipe (``lad_edu/configs/classroom_paa.yaml``) uses the small backbone with
     ``frozen_stages=-1, norm_eval=False`` (a randomly initialised backbone must train its first stages and

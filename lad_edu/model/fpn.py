@@ -1,7 +1,7 @@
 """The feature pyramid: C3, C4, C5 from the backbone -> P3 ... P7, all with the same number of channels.
 
-MMDetection's PAA neck (``FPN(start_level=1, add_extra_convs='on_output', num_outs=5)``, assigners.md
-§3.1), built from :class:`torchvision.ops.FeaturePyramidNetwork`:
+MMDetection's PAA neck (``FPN(start_level=1, add_extra_convs='on_output', num_outs=5)``; "PAA's recipe" in
+docs/reference_behaviour.md), built from :class:`torchvision.ops.FeaturePyramidNetwork`:
 
 * ``inner_blocks.i``: 1x1 lateral convolution on C(3+i) (MMDetection's ``lateral_convs.i``);
 * top-down: each lateral map plus the nearest-neighbour upsampling of the merged map above it;

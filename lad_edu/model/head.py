@@ -1,7 +1,7 @@
 """The dense head of PAA and LAD: a classification tower and a regression tower shared by all levels.
 
-MMDetection's ``PAAHead`` (a subclass of ``ATSSHead``; assigners.md §3.1), with its module names, so that
-its checkpoints load key for key:
+MMDetection's ``PAAHead`` (a subclass of ``ATSSHead``; docs/reference_behaviour.md), with its module
+names, so that its checkpoints load key for key:
 
 * ``cls_convs.i`` and ``reg_convs.i`` (``i < stacked_convs``): 3x3 conv without bias, GroupNorm, ReLU;
 * ``atss_cls``: 3x3 conv to ``num_classes`` logits (sigmoid, no background channel), bias

@@ -1,4 +1,4 @@
-"""PAA at test time: from dense predictions to at most 100 boxes per image (assigners.md §3.5).
+"""PAA at test time: from dense predictions to at most 100 boxes per image (docs/reference_behaviour.md).
 
 For one image, as MMDetection's ``PAAHead.predict_by_feat`` does:
 
