@@ -7,8 +7,11 @@
 Defaults: on the CPU ``classroom_paa`` with its batch (8) and image size (256x256); on CUDA
 ``paa_r50_fpn_1x`` with a batch of 8 at 800x1333 (padded to 800x1344, as the data loader pads) in bf16.
 
-**What one step is.** Ours: :meth:`lad_edu.train.learner.Learner.step` (forward, anchors, assignment,
-losses) then backward and an SGD step, what :func:`lad_edu.train.engine.train` does per iteration. The
+**What one step is.** Ours: the engine's per-iteration work (:func:`lad_edu.train.engine.train_one_epoch`)
+on what the engine builds: the network(s), teacher and :class:`~lad_edu.train.learner.Learner` of
+:func:`~lad_edu.train.engine.build_learner` and the SGD, schedule and scaler of
+:class:`~lad_edu.train.engine.Optimization`; a step is ``Learner.step`` (forward, anchors, assignment,
+losses), a check that the loss is finite, then ``Optimization.step`` (backward, SGD, schedule). The
 reference: torchvision's :class:`~torchvision.models.detection.RetinaNet` in training mode (its transform,
 forward, anchors, ``box_iou`` + ``Matcher``, losses), the sum of its losses, backward and the same SGD,
 as torchvision's ``references/detection`` train it. Both get the same batch: random pixels in 0..255 and
@@ -49,7 +52,7 @@ import multiprocessing
 import resource
 import sys
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -65,15 +68,16 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from benchmarks.bench_assign import median_ms, random_gts
 from lad_edu.data.classroom import CLASSES
 from lad_edu.data.transforms import collate
-from lad_edu.model import build_detector
+from lad_edu.model import Detector, build_detector
 from lad_edu.model.detector import NETWORK_STRIDES
 from lad_edu.train.config import ConfigError, TrainConfig, load_config
-from lad_edu.train.engine import autocast_factory
-from lad_edu.train.learner import Learner, Networks
+from lad_edu.train.distributed import Dist
+from lad_edu.train.engine import Optimization, autocast_factory, build_learner
 
 CUDA_BATCH = 8  # the issue's GPU target: PAA-R50-FPN at 800x1333, batch 8, AMP
 COCO_CLASSES = 80
 MEMORY_STEPS = 2  # the first step creates the momentum buffers, the second runs with them
+ITERS_PER_EPOCH = 10**6  # for the learning-rate schedule: a benchmark stays in the warm-up of epoch 1
 ASSIGNER_NAMES = {"fixed": "fixed IoU", "atss": "ATSS", "paa": "PAA"}
 RETINANET_RATIOS = (0.5, 1.0, 2.0)  # h / w, torchvision's and MMDetection's RetinaNet
 RETINANET_SCALES = 3  # anchor sides per level: base · 2^(i / 3)
@@ -95,7 +99,8 @@ class Setup:
     seed: int = 0
 
     def train_config(self) -> TrainConfig:
-        return load_config(self.config, list(self.overrides))
+        """The config, its seed (the networks' initial weights) the benchmark's."""
+        return replace(load_config(self.config, list(self.overrides)), seed=self.seed)
 
 
 class Trainee(NamedTuple):
@@ -145,56 +150,50 @@ def recording(obj, method: str):
         delattr(obj, method)  # ...until it is deleted
 
 
-def sgd(params: list[nn.Parameter], cfg: TrainConfig, batch: int) -> torch.optim.SGD:
-    """The engine's optimiser at the first warm-up iteration's learning rate (random weights stay finite)."""
-    lr = cfg.optim.lr * batch / cfg.optim.base_batch_size * cfg.optim.warmup_factor
-    return torch.optim.SGD(params, lr=lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
-
-
-def backward_and_update(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
-    """Both recipes' end of a step: stop on a non-finite loss (a sync), backward, SGD."""
+def stop_if_not_finite(loss: Tensor) -> None:
+    """Both recipes stop on a non-finite loss, which costs a sync (the engine's check does the same)."""
     if not math.isfinite(loss.item()):
         raise FloatingPointError("the loss is not finite; try --amp none")
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
 
 
 # the two models
 
 
-def ours(setup: Setup, images: Tensor, targets: list[dict]) -> Trainee:
-    """The config's detector trained by :class:`Learner`, as the engine trains it.
+def untrained_teacher(
+    cfg: TrainConfig, category_ids: Sequence[int], student: Detector, device: torch.device
+) -> Detector:
+    """A frozen teacher of ``distill.teacher_backbone`` with random weights: the same work per step as a
+    trained one (``build_learner``'s ``make_teacher``; ``student`` is not needed)."""
+    network = build_detector(replace(cfg.model, backbone=cfg.distill.teacher_backbone), len(category_ids))
+    return network.requires_grad_(False).to(device).eval()
 
-    A distillation config gets an untrained teacher (``soft`` / ``lad`` / ``solad``) or partner
-    (``colad``) of ``distill.teacher_backbone``: the same work per step as a trained one.
+
+def ours(setup: Setup, images: Tensor, targets: list[dict]) -> Trainee:
+    """The config's detector(s), teacher and optimisation as the engine builds them, trained as it does.
+
+    A distillation config gets an untrained teacher (``soft`` / ``lad`` / ``solad``); CoLAD's partner
+    (``colad``) is the engine's, untrained as at the start of every run.
     """
     cfg = setup.train_config()
-    device = images.device
-    torch.manual_seed(setup.seed)
-    other = replace(cfg.model, backbone=cfg.distill.teacher_backbone)
-    partner = build_detector(other, setup.classes) if cfg.distill.mode == "colad" else None
-    networks = Networks(build_detector(cfg.model, setup.classes), partner).to(device).train()
-    teacher = None
-    if cfg.distill.mode in ("soft", "lad", "solad"):
-        teacher = build_detector(other, setup.classes).requires_grad_(False).to(device).eval()
-    learner = Learner(cfg, networks, networks, teacher)
-    params = [p for p in networks.parameters() if p.requires_grad]
-    optimizer = sgd(params, cfg, setup.batch)
-    scaler = torch.amp.GradScaler(device.type, enabled=setup.amp == "fp16")
-    autocast = autocast_factory(setup.amp, device)
+    dist = Dist(rank=0, world_size=1, device=images.device)
+    learner = build_learner(cfg, range(setup.classes), dist, make_teacher=untrained_teacher)
+    optimization = Optimization.build(
+        cfg, learner.networks, iters_per_epoch=ITERS_PER_EPOCH, total_batch=setup.batch
+    )
+    autocast = autocast_factory(setup.amp, dist.device)
 
     def step() -> None:
         loss, _, _ = learner.step(images, targets, autocast)
-        backward_and_update(loss, optimizer, scaler)
+        stop_if_not_finite(loss)
+        optimization.step(loss)
 
     with recording(learner, "assign") as calls:
         step()
     name = f"lad_edu {ASSIGNER_NAMES[cfg.assign.assigner]}"
     if cfg.distill.mode != "none":
         name += f" + {cfg.distill.mode}"
-    return Trainee(name, step, lambda: learner.assign(*calls[-1]), sum(p.numel() for p in params))
+    trained = optimization.optimizer.param_groups[0]["params"]
+    return Trainee(name, step, lambda: learner.assign(*calls[-1]), sum(p.numel() for p in trained))
 
 
 class OurPyramid(nn.Module):
@@ -208,17 +207,14 @@ class OurPyramid(nn.Module):
         return OrderedDict((f"p{level}", p) for level, p in enumerate(self.fpn(self.body(images)), start=3))
 
 
-def retinanet(setup: Setup, images: Tensor, targets: list[dict]) -> Trainee:
-    """torchvision's RetinaNet with the config's backbone (see the module docstring), trained as
-    torchvision's ``references/detection`` train it."""
-    cfg = setup.train_config()
-    device = images.device
-    torch.manual_seed(setup.seed)
+def retinanet_model(cfg: TrainConfig, num_classes: int, image_size: tuple[int, int]) -> tuple[nn.Module, str]:
+    """torchvision's RetinaNet with ``cfg``'s backbone (see the module docstring), for padded images of
+    ``image_size``, and its name in the table."""
     m = cfg.model
     # torchvision resizes by min(min_size / short side, max_size / long side): 1 here, so the same pixels
     same_pixels = {
-        "min_size": min(images.shape[-2:]),
-        "max_size": max(images.shape[-2:]),
+        "min_size": min(image_size),
+        "max_size": max(image_size),
         "image_mean": list(m.pixel_mean),
         "image_std": list(m.pixel_std),
     }
@@ -231,34 +227,47 @@ def retinanet(setup: Setup, images: Tensor, targets: list[dict]) -> Trainee:
             returned_layers=[2, 3, 4],
             extra_blocks=LastLevelP6P7(256, 256),
         )
-        model = RetinaNet(backbone, setup.classes, **same_pixels)  # retinanet_resnet50_fpn's anchors and head
-        name = f"torchvision RetinaNet-R{m.backbone.removeprefix('resnet')}-FPN"
-    else:
-        detector = build_detector(m, setup.classes)
-        sizes = [
-            tuple(m.octave_base_scale * stride * 2 ** (i / RETINANET_SCALES) for i in range(RETINANET_SCALES))
-            for stride in NETWORK_STRIDES
-        ]
-        anchors = AnchorGenerator(tuple(sizes), (RETINANET_RATIOS,) * len(sizes))
-        model = RetinaNet(
-            OurPyramid(detector.backbone, detector.neck),
-            setup.classes,
-            anchor_generator=anchors,
-            **same_pixels,
-        )
-        name = f"torchvision RetinaNet, our {m.backbone} backbone + FPN"
-    model = model.to(device).train()
+        model = RetinaNet(backbone, num_classes, **same_pixels)  # retinanet_resnet50_fpn's anchors and head
+        return model, f"torchvision RetinaNet-R{m.backbone.removeprefix('resnet')}-FPN"
+    detector = build_detector(m, num_classes)
+    sizes = [
+        tuple(m.octave_base_scale * stride * 2 ** (i / RETINANET_SCALES) for i in range(RETINANET_SCALES))
+        for stride in NETWORK_STRIDES
+    ]
+    anchors = AnchorGenerator(tuple(sizes), (RETINANET_RATIOS,) * len(sizes))
+    model = RetinaNet(
+        OurPyramid(detector.backbone, detector.neck), num_classes, anchor_generator=anchors, **same_pixels
+    )
+    return model, f"torchvision RetinaNet, our {m.backbone} backbone + FPN"
+
+
+def retinanet(setup: Setup, images: Tensor, targets: list[dict]) -> Trainee:
+    """torchvision's RetinaNet (:func:`retinanet_model`) trained as torchvision's ``references/detection``
+    train it: the sum of its losses, backward, SGD with the engine's hyper-parameters at the learning rate
+    of the warm-up's first iteration."""
+    cfg = setup.train_config()
+    torch.manual_seed(setup.seed)
+    model, name = retinanet_model(cfg, setup.classes, tuple(images.shape[-2:]))
+    model = model.to(images.device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = sgd(params, cfg, setup.batch)
-    scaler = torch.amp.GradScaler(device.type, enabled=setup.amp == "fp16")
-    autocast = autocast_factory(setup.amp, device)
+    lr = cfg.optim.lr * setup.batch / cfg.optim.base_batch_size * cfg.optim.warmup_factor
+    optimizer = torch.optim.SGD(
+        params, lr=lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay
+    )
+    scaler = torch.amp.GradScaler(images.device.type, enabled=setup.amp == "fp16")
+    autocast = autocast_factory(setup.amp, images.device)
     image_list = list(images.unbind(0))
     boxes_and_labels = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
 
     def step() -> None:
         with autocast():
             losses = model(image_list, boxes_and_labels)
-        backward_and_update(sum(losses.values()), optimizer, scaler)
+        loss = sum(losses.values())
+        stop_if_not_finite(loss)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
     with recording(model, "compute_loss") as calls:  # compute_loss(targets, head_outputs, anchors)
         step()
