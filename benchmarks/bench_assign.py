@@ -3,7 +3,8 @@
     python -m benchmarks.bench_assign [--repeats 30] [--device cpu cuda] [--threads N]
 
 For each scale (COCO: an 800x1216 image, strides 8-128; classroom: 320x320), number of GTs (5, 30) and
-device, it prints the median milliseconds of one ``.assign`` call:
+device, it prints the median milliseconds of one ``.assign`` call (one image) of the assigners
+:func:`lad_edu.assign.build_assigner` makes:
 
 * fixed IoU (0.5 / 0.4) on RetinaNet's 9 anchors per location (~180k at COCO scale), and next to it
   torchvision's ``Matcher(0.5, 0.4, allow_low_quality_matches=True)`` on the same boxes, IoU included
@@ -24,7 +25,7 @@ import torch
 from torchvision.models.detection._utils import Matcher
 
 from lad_edu.anchors import retinanet, single
-from lad_edu.assign import ATSSAssigner, FixedIoUAssigner
+from lad_edu.assign import build_assigner
 from lad_edu.boxes import box_iou
 
 SCALES = {"COCO 800x1216": (800, 1216), "classroom 320x320": (320, 320)}
@@ -73,9 +74,9 @@ def bench_one(device: str, image_size: tuple[int, int], num_gts: int, repeats: i
     retina_anchors, _ = retinanet()(image_size, device=device)
     single_anchors, num_level_anchors = single()(image_size, device=device)
     gts, labels = (t.to(device) for t in random_gts(image_size, num_gts))
-    retina_fixed = FixedIoUAssigner(pos_iou_thr=0.5, neg_iou_thr=0.4)
-    paa_pre = FixedIoUAssigner(pos_iou_thr=0.1, neg_iou_thr=0.1)
-    atss = ATSSAssigner(topk=9)
+    retina_fixed = build_assigner("fixed", pos_iou_thr=0.5, neg_iou_thr=0.4)
+    paa_pre = build_assigner("paa").pre_assigner  # fixed IoU at 0.1 / 0.1
+    atss = build_assigner("atss", topk=9)
     matcher = Matcher(0.5, 0.4, allow_low_quality_matches=True)
 
     ours, theirs, pre, atss_ms = median_ms(

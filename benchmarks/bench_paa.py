@@ -29,7 +29,7 @@ from sklearn.mixture import GaussianMixture
 
 from benchmarks.bench_assign import benchmark_setup, median_ms, random_gts
 from lad_edu.anchors import level_ids, single
-from lad_edu.assign import FixedIoUAssigner
+from lad_edu.assign import BatchLayout, build_assigner
 from lad_edu.assign.paa import paa_cost, paa_reassign
 from lad_edu.boxes import box_iou
 
@@ -75,7 +75,7 @@ def synthetic_image(anchors, image_size, num_gts, seed):
     """One image's PAA inputs: candidates from the 0.1 pre-assignment and their eq. 2 costs."""
     gt_boxes, gt_labels = random_gts(image_size, num_gts, seed)
     g = torch.Generator().manual_seed(seed)
-    pre = FixedIoUAssigner(0.1, 0.1).assign(anchors, gt_boxes, gt_labels)
+    pre = build_assigner("paa").pre_assigner.assign(anchors, gt_boxes, gt_labels)  # fixed IoU 0.1 / 0.1
     candidate_anchor = pre.pos.nonzero().squeeze(1)
     candidate_gt = pre.gt_inds[candidate_anchor] - 1
     iou = box_iou(anchors[candidate_anchor], gt_boxes).gather(1, candidate_gt[:, None]).squeeze(1)
@@ -91,11 +91,11 @@ def synthetic_image(anchors, image_size, num_gts, seed):
     return costs, candidate_anchor, candidate_gt
 
 
-def batch_of(images, num_anchors, num_gts):
-    """Concatenate images' candidates, offsetting anchors by image and GTs by the GTs before."""
+def batch_of(images, layout):
+    """Concatenate images' candidates as the batch ``layout`` (:class:`BatchLayout`) lays them out."""
     costs = torch.cat([c for c, _, _ in images])
-    anchors = torch.cat([a + b * num_anchors for b, (_, a, _) in enumerate(images)])
-    gts = torch.cat([g + b * num_gts for b, (_, _, g) in enumerate(images)])
+    anchors = torch.cat([layout.flat_anchors(b, a) for b, (_, a, _) in enumerate(images)])
+    gts = torch.cat([layout.flat_gts(b, g) for b, (_, _, g) in enumerate(images)])
     return costs, anchors, gts
 
 
@@ -113,14 +113,10 @@ def bench(device, repeats):
         anchors, num_level_anchors = single()(image_size)
         for num_gts in NUM_GTS:
             images = [synthetic_image(anchors, image_size, num_gts, seed) for seed in range(BATCH)]
+            layout = BatchLayout.of(len(anchors), [num_gts] * BATCH)
             for label, inputs, images_in, nla in (
                 ("1 image", images[0], 1, num_level_anchors),
-                (
-                    f"batch of {BATCH}",
-                    batch_of(images, len(anchors), num_gts),
-                    BATCH,
-                    num_level_anchors * BATCH,
-                ),
+                (f"batch of {BATCH}", batch_of(images, layout), BATCH, layout.level_sizes(num_level_anchors)),
             ):
                 costs, cand_anchor, cand_gt = inputs
                 total_gts = num_gts * images_in

@@ -5,11 +5,14 @@
                   [--resume | --overwrite]
     lad-edu eval --checkpoint PATH [--data ROOT] [--out DIR] [--partner] [--set key=value ...]
     lad-edu assign [--assigner fixed|atss|paa] [--config NAME] [--checkpoint PATH] [--data ROOT]
-                   [--split val] [--index 0] [--out assignment.png]
+                   [--split val] [--index 0] [--out assignment.png] [--set key=value ...]
 
 ``train`` and ``eval`` default ``--data`` to the config's ``data.root`` (the classroom dataset under
 ``data/``, written on first use). ``train --out`` defaults to ``runs/<config name>``. Under ``torchrun``
 every process runs the same command (see :mod:`lad_edu.train.distributed`).
+
+``assign`` draws the labels training gives one image (:func:`assignment`): the run's assigner with its
+options, crowd regions ignored; ``--assigner`` picks another.
 
 ``train`` refuses a ``--out`` that already holds a run unless ``--resume`` (continue it) or ``--overwrite``
 (replace it) is given; ``--resume`` of a finished run says so and where its results are, and exits 0.
@@ -22,21 +25,17 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-from lad_edu.data.classroom import make_classroom_dataset
+from torch import Tensor
 
-DEFAULT_DATA = Path("data") / "classroom"
+from lad_edu.assign import ASSIGNERS, AssignResult, assigner_class
+from lad_edu.data.classroom import DEFAULT_DATA, data_root, make_classroom_dataset
 
-
-def _data_root(data: Path | None, configured: str) -> str:
-    """``--data``, else the config's root; the default classroom dataset is written when missing."""
-    if data is not None:
-        return str(data)
-    if Path(configured) == DEFAULT_DATA and not (DEFAULT_DATA / "annotations").is_dir():
-        print(f"writing the classroom dataset to {DEFAULT_DATA} (first use)")
-        make_classroom_dataset(DEFAULT_DATA)
-    return configured
+if TYPE_CHECKING:
+    from lad_edu.train.config import TrainConfig
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -44,7 +43,7 @@ def _train(args: argparse.Namespace) -> None:
     from lad_edu.train.evaluate import format_stats
 
     cfg = load_config(args.config, args.set)
-    cfg.data.root = _data_root(args.data, cfg.data.root)
+    cfg.data.root = data_root(args.data, cfg.data.root)
     out = args.out or Path("runs") / Path(args.config).stem
     result = train(cfg, out, resume=args.resume, overwrite=args.overwrite)
     if result["already_finished"]:
@@ -66,7 +65,7 @@ def _load_run(checkpoint: Path, overrides: list[str], data: Path | None):
 
     state = load_run_checkpoint(checkpoint)
     cfg = override_config(state["config"], overrides)
-    cfg.data.root = _data_root(data, cfg.data.root)
+    cfg.data.root = data_root(data, cfg.data.root)
     model = build_detector(cfg.model, len(state["category_ids"]))
     load_strict(model, state["model"], str(checkpoint))
     return cfg, state, model
@@ -107,49 +106,90 @@ def _eval(args: argparse.Namespace) -> None:
         print(f"{args.out}:\n{format_stats(stats)}")
 
 
-def _assign(args: argparse.Namespace) -> None:
-    import torch
+class Assignment(NamedTuple):
+    """One image's assignment, as ``lad-edu assign`` draws it."""
 
-    from lad_edu.assign import ATSSAssigner, FixedIoUAssigner, PAAAssigner
+    result: AssignResult  # the labels, crowd regions included
+    anchors: Tensor  # [N, 4] xyxy
+    num_level_anchors: list[int]
+    image: Tensor  # [3, H, W], after the eval transform
+    target: dict  # boxes, labels, crowd_boxes, size, image_id
+    cfg: TrainConfig  # the config the assigner came from
+
+
+def assignment(
+    *,
+    checkpoint: Path | None = None,
+    config: str = "classroom_paa",
+    overrides: Sequence[str] = (),
+    data: Path | None = None,
+    split: str = "val",
+    index: int = 0,
+    assigner: str | None = None,
+) -> Assignment:
+    """The labels training gives image ``index`` of ``split``: ``lad-edu assign`` without the drawing.
+
+    The run's own learner decides (:func:`lad_edu.train.labels.labeller`): its assigner, built with the
+    config's options, on the predictions its mode names (the network's own, a LAD teacher's, CoLAD's
+    better network's), crowd regions ignored; the networks in eval mode. Without a checkpoint the network
+    is untrained (drawn from the config's seed). ``assigner`` names another rule for the same network: it
+    then reads the network's own predictions (``distill.mode`` none).
+    """
     from lad_edu.data.coco import CocoDetection
     from lad_edu.data.transforms import EvalTransform, collate
-    from lad_edu.model import build_detector
     from lad_edu.train import load_config
+    from lad_edu.train.checkpoint import check_category_ids, load_run_checkpoint
+    from lad_edu.train.config import override_config
+    from lad_edu.train.labels import labeller
+
+    state = load_run_checkpoint(checkpoint) if checkpoint is not None else None
+    cfg = override_config(state["config"], list(overrides)) if state else load_config(config, list(overrides))
+    cfg.data.root = data_root(data, cfg.data.root)
+    if assigner is not None and assigner != cfg.assign.assigner:
+        cfg.assign.assigner, cfg.distill.mode = assigner, "none"
+    dataset = CocoDetection(cfg.data.root, split, min_size=cfg.data.min_box_size)
+    if state is not None:
+        check_category_ids(
+            state["category_ids"],
+            dataset.category_ids,
+            f"checkpoint {checkpoint}",
+            str(dataset.annotation_file),
+        )
+    if not 0 <= index < len(dataset):
+        raise ValueError(f"--index {index} is outside split {split!r} ({len(dataset)} images)")
+    image, target = EvalTransform(cfg.data.eval_short_side, cfg.data.max_size)(*dataset[index])
+    images, targets = collate([(image, target)])
+    label = labeller(cfg, dataset.category_ids, state, source=str(checkpoint))
+    results, anchors, num_level_anchors = label(images, targets)
+    return Assignment(results[0], anchors, num_level_anchors, image, target, cfg)
+
+
+def _assign(args: argparse.Namespace) -> None:
     from lad_edu.viz import draw_assignment_levels
 
-    if args.checkpoint is not None:
-        cfg, state, model = _load_run(args.checkpoint, args.set, args.data)
-    else:
-        cfg = load_config(args.config, args.set)
-        cfg.data.root = _data_root(args.data, cfg.data.root)
-    dataset = CocoDetection(cfg.data.root, args.split, min_size=cfg.data.min_box_size)
-    if not 0 <= args.index < len(dataset):
-        raise ValueError(f"--index {args.index} is outside split {args.split!r} ({len(dataset)} images)")
-    image, target = EvalTransform(cfg.data.eval_short_side, cfg.data.max_size)(*dataset[args.index])
-    images, _ = collate([(image, target)])
-    if args.checkpoint is None:
-        if args.assigner == "paa":
-            print("no --checkpoint: PAA's costs come from an untrained network")
-        torch.manual_seed(cfg.seed)
-        model = build_detector(cfg.model, len(dataset.category_ids))
-    anchors, num_level_anchors = model.anchors(tuple(images.shape[-2:]), images.device)
-    boxes, labels = target["boxes"], target["labels"]
-    if args.assigner == "fixed":
-        result = FixedIoUAssigner(cfg.assign.pos_iou_thr, cfg.assign.neg_iou_thr).assign(
-            anchors, boxes, labels
-        )
-    elif args.assigner == "atss":
-        result = ATSSAssigner(cfg.assign.topk).assign(anchors, num_level_anchors, boxes, labels)
-    else:
-        with torch.no_grad():
-            cls_logits, pred_boxes = model.eval().dense_predictions(images.float(), [target["size"]])
-        paa = PAAAssigner(cfg.assign.topk, bbox_weight=cfg.assign.bbox_weight, loc_loss=cfg.assign.loc_loss)
-        result = paa.assign(anchors, num_level_anchors, boxes, labels, cls_logits[0], pred_boxes[0])
-    title = (
-        f"{args.assigner}: {result.num_pos} positives for {len(boxes)} objects (image {target['image_id']})"
+    drawn = assignment(
+        checkpoint=args.checkpoint,
+        config=args.config,
+        overrides=args.set,
+        data=args.data,
+        split=args.split,
+        index=args.index,
+        assigner=args.assigner,
     )
+    cfg, target = drawn.cfg, drawn.target
+    name = cfg.assign.assigner
+    if args.checkpoint is None and assigner_class(name).uses_predictions:
+        print(f"no --checkpoint: {name}'s costs come from an untrained network")
+    boxes = target["boxes"]
+    title = f"{name}: {drawn.result.num_pos} positives for {len(boxes)} objects (image {target['image_id']})"
     figure = draw_assignment_levels(
-        result, anchors, num_level_anchors, boxes, image=image, strides=list(cfg.model.strides), title=title
+        drawn.result,
+        drawn.anchors,
+        drawn.num_level_anchors,
+        boxes,
+        image=drawn.image,
+        strides=list(cfg.model.strides),
+        title=title,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out, dpi=120, bbox_inches="tight")
@@ -190,8 +230,10 @@ def main(argv: list[str] | None = None) -> None:
     evaluate.add_argument("--partner", action="store_true", help="evaluate CoLAD's second network")
     evaluate.add_argument("--set", **overrides)
 
-    assign = commands.add_parser("assign", help="draw one image's assignment to a PNG")
-    assign.add_argument("--assigner", choices=("fixed", "atss", "paa"), default="paa")
+    assign = commands.add_parser("assign", help="draw one image's assignment (as training makes it) to a PNG")
+    assign.add_argument(
+        "--assigner", choices=list(ASSIGNERS), default=None, help="default: the config's assign.assigner"
+    )
     assign.add_argument("--config", default="classroom_paa", help="used when no --checkpoint is given")
     assign.add_argument("--checkpoint", type=Path, default=None, help="a trained run (PAA's costs)")
     assign.add_argument("--data", **data)
@@ -209,8 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     from lad_edu.train.engine import NonFiniteLossError, RunInterrupted
     from lad_edu.train.run_dir import RunDirError
 
+    commands = {"train": _train, "eval": _eval, "assign": _assign}
     try:
-        {"train": _train, "eval": _eval, "assign": _assign}[args.command](args)
+        commands[args.command](args)
     except (ValueError, OSError, CheckpointError, NonFiniteLossError, RunDirError) as error:
         sys.exit(f"lad-edu {args.command}: error: {_one_line(error)}")
     except KeyboardInterrupt as interrupt:

@@ -2,7 +2,7 @@
 
 Given the labels an assigner chose (an :class:`~lad_edu.assign.AssignResult` per image), a dense head
 with classification logits, decoded boxes and an IoU-prediction logit per anchor is trained with
-(MMDetection's ``PAAHead`` / ``LADHead``):
+(MMDetection's ``PAAHead`` / ``LADHead``; docs/reference_behaviour.md, "PAA"):
 
 ====================  ==========================================  =====================================
 term                  loss                                        normalised by
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 import torchvision.ops
 from torch import Tensor
 
+from lad_edu.assign.batch import BatchLayout
 from lad_edu.assign.result import AssignResult
 from lad_edu.boxes import aligned_box_iou, box_iou
 
@@ -98,15 +99,15 @@ def detection_losses(
         zero = pred_boxes.sum() * 0 + iou_logits.sum() * 0
         return {"loss_cls": loss_cls, "loss_bbox": zero, "loss_iou": zero}
 
-    # the positives' GT boxes: image b's GT k - 1 for gt_inds[b, i] = k
-    offsets = torch.tensor([0] + [len(g) for g in gt_boxes[:-1]], device=gt_inds.device).cumsum(0)
-    flat_gt = torch.cat(gt_boxes).to(pred_boxes.dtype)
-    target_boxes = flat_gt[(gt_inds - 1 + offsets[:, None])[pos]]  # [P, 4]
-    pos_boxes = pred_boxes[pos]  # [P, 4]
+    # every positive of the batch (flat anchor b·N + i) and the GT it learns (flat GT of the batch)
+    pos_anchor, pos_gt = BatchLayout.of(num_anchors, [len(g) for g in gt_boxes]).positives(gt_inds)
+    target_boxes = torch.cat(gt_boxes).to(pred_boxes.dtype).index_select(0, pos_gt)  # [P, 4]
+    pos_boxes = pred_boxes.flatten(0, 1)[pos_anchor]  # [P, 4]
 
     # IoU branch: learn to predict the IoU the box actually reaches (target detached)
     iou_target = aligned_box_iou(pos_boxes.detach(), target_boxes)  # [P]
-    loss_iou = weights.iou * F.binary_cross_entropy_with_logits(iou_logits[pos], iou_target, reduction="sum")
+    pos_iou_logits = iou_logits.flatten()[pos_anchor]
+    loss_iou = weights.iou * F.binary_cross_entropy_with_logits(pos_iou_logits, iou_target, reduction="sum")
     loss_iou = loss_iou / num_pos
 
     # box: GIoU loss, PAA weighting each positive by its IoU target

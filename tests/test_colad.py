@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lad_edu.assign import CoLADAssigner, PAAAssigner
+from lad_edu.assign import CoLADAssigner, PAAAssigner, Predictions, build_assigner
 from lad_edu.assign.result import AssignResult, ignore_crowd
 from lad_edu.assign.switch import merge_costs_per_group, rho_fisher, rho_std_mean
 from tests.test_lad import TinyDetector, batch
@@ -12,7 +12,7 @@ def two_networks():
     torch.manual_seed(1)
     net_1, net_2 = TinyDetector(anchors).eval(), TinyDetector(anchors).eval()
     with torch.no_grad():
-        return anchors, nla, gt_boxes, gt_labels, net_1(images), net_2(images)
+        return anchors, nla, gt_boxes, gt_labels, Predictions(*net_1(images)), Predictions(*net_2(images))
 
 
 def same(results_a, results_b):
@@ -24,8 +24,8 @@ def test_per_iteration_switch_takes_the_network_with_the_higher_rho(criterion):
     anchors, nla, gt_boxes, gt_labels, pred_1, pred_2 = two_networks()
     paa = PAAAssigner()
     candidates = paa.candidates(anchors, gt_boxes, gt_labels)
-    costs_1 = paa.costs(candidates, gt_boxes, gt_labels, *pred_1)
-    costs_2 = paa.costs(candidates, gt_boxes, gt_labels, *pred_2)
+    costs_1 = paa.costs(candidates, gt_boxes, gt_labels, pred_1)
+    costs_2 = paa.costs(candidates, gt_boxes, gt_labels, pred_2)
     rho = {"std_mean": rho_std_mean, "fisher": rho_fisher}[criterion]
     rho_1, rho_2 = float(rho(costs_1[None])[0]), float(rho(costs_2[None])[0])
     assert rho_1 != rho_2
@@ -38,7 +38,7 @@ def test_per_iteration_switch_takes_the_network_with_the_higher_rho(criterion):
         results, choice = colad.assign_batch(anchors, nla, gt_boxes, gt_labels, first, second)
         assert choice.teacher == teacher
         chosen = first if teacher == 1 else second
-        assert same(results, paa.assign_batch(anchors, nla, gt_boxes, gt_labels, *chosen))
+        assert same(results, paa.assign_batch(anchors, nla, gt_boxes, gt_labels, chosen))
     assert choice.share_2 == float(choice.teacher == 2)
 
 
@@ -49,8 +49,8 @@ def test_per_group_switch_splits_the_merged_costs():
         anchors, nla, gt_boxes, gt_labels, pred_1, pred_2
     )
     candidates = paa.candidates(anchors, gt_boxes, gt_labels)
-    costs_1 = paa.costs(candidates, gt_boxes, gt_labels, *pred_1)
-    costs_2 = paa.costs(candidates, gt_boxes, gt_labels, *pred_2)
+    costs_1 = paa.costs(candidates, gt_boxes, gt_labels, pred_1)
+    costs_2 = paa.costs(candidates, gt_boxes, gt_labels, pred_2)
     merged, from_2 = merge_costs_per_group(costs_1, costs_2, candidates.anchor, candidates.gt, nla * 2)
     assert same(results, paa.assign_from_costs(candidates, merged, nla, gt_labels))
     assert choice.share_2 == pytest.approx(float(from_2.double().mean()))
@@ -63,7 +63,7 @@ def test_identical_networks_give_paa():
         results, _ = CoLADAssigner(granularity=granularity).assign_batch(
             anchors, nla, gt_boxes, gt_labels, pred_1, pred_1
         )
-        assert same(results, PAAAssigner().assign_batch(anchors, nla, gt_boxes, gt_labels, *pred_1))
+        assert same(results, PAAAssigner().assign_batch(anchors, nla, gt_boxes, gt_labels, pred_1))
 
 
 def test_bad_settings_are_named():
@@ -73,6 +73,24 @@ def test_bad_settings_are_named():
         CoLADAssigner(granularity="epoch")
     with pytest.raises(ValueError, match="std_mean"):
         CoLADAssigner(criterion="fisher", granularity="group")
+    with pytest.raises(ValueError, match="assigner must be a PAAAssigner"):
+        CoLADAssigner(build_assigner("atss"))
+
+
+@pytest.mark.parametrize("granularity", ["iteration", "group"])
+def test_the_choice_is_what_training_logs(granularity):
+    anchors, nla, gt_boxes, gt_labels, pred_1, pred_2 = two_networks()
+    _, choice = CoLADAssigner(granularity=granularity).assign_batch(
+        anchors, nla, gt_boxes, gt_labels, pred_1, pred_2
+    )
+    metrics = choice.metrics()
+    assert metrics == {
+        "rho_1": choice.rho_1,
+        "rho_2": choice.rho_2,
+        "teacher_2": float(choice.teacher == 2),
+        "teacher_share_2": choice.share_2,
+    }
+    assert all(isinstance(value, float) for value in metrics.values())
 
 
 def test_crowd_regions_ignore_negatives_only():

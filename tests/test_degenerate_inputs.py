@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lad_edu.anchors import single
-from lad_edu.assign import ATSSAssigner, CoLADAssigner, FixedIoUAssigner, PAAAssigner
+from lad_edu.assign import ATSSAssigner, CoLADAssigner, FixedIoUAssigner, PAAAssigner, Predictions
 from lad_edu.assign.result import first_non_finite
 from lad_edu.boxes import box_iou, valid_box_mask
 from tests.conftest import DEVICES, boxes_in_image
@@ -37,14 +37,14 @@ def labels_for(boxes):
 
 
 def predictions(num_images, seed=0):
-    """Two networks' ``(cls_logits [B, N, C], pred_boxes [B, N, 4])``: noise, boxes near their anchors."""
+    """Two networks' :class:`Predictions` (``[B, N, C]``, ``[B, N, 4]``): noise, boxes near their anchors."""
     g = torch.Generator().manual_seed(seed)
     pairs = []
     for _ in range(2):
         cls_logits = torch.randn(num_images, len(ANCHORS), NUM_CLASSES, generator=g)
         boxes = ANCHORS + 4 * torch.randn(num_images, len(ANCHORS), 4, generator=g)
         boxes = torch.cat([boxes[..., :2], torch.maximum(boxes[..., 2:], boxes[..., :2] + 1)], dim=-1)
-        pairs.append((cls_logits, boxes))
+        pairs.append(Predictions(cls_logits, boxes))
     return pairs
 
 
@@ -61,14 +61,14 @@ def assign(name, gt_boxes, gt_labels, preds=None):
             atss.assign(ANCHORS, NUM_LEVEL_ANCHORS, g, c) for g, c in zip(gt_boxes, gt_labels, strict=True)
         ]
     if name == "paa":
-        return PAAAssigner().assign_batch(*args, *first)
+        return PAAAssigner().assign_batch(*args, first)
     if name == "paa-per-image":
         return [
-            PAAAssigner().assign(ANCHORS, NUM_LEVEL_ANCHORS, g, c, first[0][b], first[1][b])
+            PAAAssigner().assign(ANCHORS, NUM_LEVEL_ANCHORS, g, c, first.cls_logits[b], first.boxes[b])
             for b, (g, c) in enumerate(zip(gt_boxes, gt_labels, strict=True))
         ]
     if name == "paa-original":
-        return PAAAssigner(keep_single_candidate=True, all_if_no_fg=True).assign_batch(*args, *first)
+        return PAAAssigner(keep_single_candidate=True, all_if_no_fg=True).assign_batch(*args, first)
     granularity = name.removeprefix("colad-")
     return CoLADAssigner(granularity=granularity).assign_batch(*args, first, second)[0]
 
@@ -184,7 +184,7 @@ def test_images_without_candidates_change_nothing_for_the_others(name):
     preds = predictions(3, seed=1)
     batch = [OUTSIDE, NORMAL, torch.cat([ZERO_WIDTH, ZERO_HEIGHT])]
     results = check_batch(name, batch, [labels_for(b) for b in batch], preds)
-    only_normal = [(cls[1:2], boxes[1:2]) for cls, boxes in preds]
+    only_normal = [Predictions(p.cls_logits[1:2], p.boxes[1:2]) for p in preds]
     alone = assign(name, [NORMAL], [labels_for(NORMAL)], only_normal)[0]
     assert torch.equal(results[1].gt_inds, alone.gt_inds) and alone.num_pos > 0
     for result in (results[0], results[2]):
@@ -196,9 +196,9 @@ def test_a_batch_without_candidates_on_any_device(device):
     """The crash of issue 9 (no candidate in the whole batch) on the training device, CoLAD's batch too."""
     batch = [torch.cat([ZERO_WIDTH, OUTSIDE]).to(device), NO_GT.to(device)]
     labels = [torch.tensor([1, 2], device=device), torch.zeros(0, dtype=torch.long, device=device)]
-    preds = [tuple(t.to(device) for t in pair) for pair in predictions(2)]
+    preds = [Predictions(p.cls_logits.to(device), p.boxes.to(device)) for p in predictions(2)]
     anchors = ANCHORS.to(device)
-    paa = PAAAssigner().assign_batch(anchors, NUM_LEVEL_ANCHORS, batch, labels, *preds[0])
+    paa = PAAAssigner().assign_batch(anchors, NUM_LEVEL_ANCHORS, batch, labels, preds[0])
     colad, _ = CoLADAssigner(granularity="group").assign_batch(
         anchors, NUM_LEVEL_ANCHORS, batch, labels, *preds
     )
@@ -233,7 +233,7 @@ def test_the_mmdetection_reference_mode_rejects_non_finite_gts_too():
         FixedIoUAssigner(drop_degenerate_gts=False).assign(ANCHORS, gt_boxes[0], gt_labels[0])
     reference_paa = PAAAssigner(drop_degenerate_gts=False)
     with pytest.raises(ValueError, match="gt_boxes must be finite"):
-        reference_paa.assign_batch(ANCHORS, NUM_LEVEL_ANCHORS, gt_boxes, gt_labels, *predictions(2)[0])
+        reference_paa.assign_batch(ANCHORS, NUM_LEVEL_ANCHORS, gt_boxes, gt_labels, predictions(2)[0])
 
 
 @pytest.mark.parametrize("name", ASSIGNERS)
@@ -262,43 +262,49 @@ def a_candidate_of(image, gt_boxes, gt_labels):
     return int(pre.pos.nonzero()[0])
 
 
-@pytest.mark.parametrize("which, index", [("cls_logits", 0), ("pred_boxes", 1)])
-def test_non_finite_predictions_at_a_candidate_are_named(which, index):
+@pytest.mark.parametrize("which", ["cls_logits", "boxes"])
+def test_non_finite_predictions_at_a_candidate_are_named(which):
     gt_boxes, gt_labels = [NORMAL, NORMAL[:1]], [labels_for(NORMAL), labels_for(NORMAL[:1])]
     anchor = a_candidate_of(1, gt_boxes, gt_labels)
     first, second = predictions(2)
-    broken = [first[0].clone(), first[1].clone()]
-    broken[index][1, anchor, -1] = float("nan")
+    broken = {"cls_logits": first.cls_logits.clone(), "boxes": first.boxes.clone()}
+    broken[which][1, anchor, -1] = float("nan")
+    broken = Predictions(**broken)
     args = (ANCHORS, NUM_LEVEL_ANCHORS, gt_boxes, gt_labels)
     with pytest.raises(
-        ValueError, match=rf"^{which} must be finite, got NaN or inf at image 1, anchor {anchor} "
+        ValueError,
+        match=rf"^predictions\.{which} must be finite, got NaN or inf at image 1, anchor {anchor} ",
     ):
-        PAAAssigner().assign_batch(*args, *broken)
+        PAAAssigner().assign_batch(*args, broken)
     for granularity in ("iteration", "group"):
-        with pytest.raises(ValueError, match=rf"^predictions_2\[{index}\] \({which}\) must be finite"):
-            CoLADAssigner(granularity=granularity).assign_batch(*args, first, tuple(broken))
+        with pytest.raises(ValueError, match=rf"^predictions_2\.{which} must be finite"):
+            CoLADAssigner(granularity=granularity).assign_batch(*args, first, broken)
 
 
 def test_non_finite_predictions_away_from_the_candidates_do_not_enter_the_assignment():
     gt_boxes, gt_labels = [NORMAL], [labels_for(NORMAL)]
-    cls_logits, pred_boxes = predictions(1)[0]
+    first = predictions(1)[0]
+    cls_logits, pred_boxes = first.cls_logits, first.boxes
     expected = PAAAssigner().assign_batch(
-        ANCHORS, NUM_LEVEL_ANCHORS, gt_boxes, gt_labels, cls_logits, pred_boxes
+        ANCHORS, NUM_LEVEL_ANCHORS, gt_boxes, gt_labels, Predictions(cls_logits, pred_boxes)
     )
     pre = PAAAssigner().candidates(ANCHORS, gt_boxes, gt_labels).pres[0]
     cls_logits = cls_logits.masked_fill(~pre.pos[None, :, None], float("nan"))  # NaN off the candidates
     result = PAAAssigner().assign_batch(
-        ANCHORS, NUM_LEVEL_ANCHORS, gt_boxes, gt_labels, cls_logits, pred_boxes
+        ANCHORS, NUM_LEVEL_ANCHORS, gt_boxes, gt_labels, Predictions(cls_logits, pred_boxes)
     )
     assert torch.equal(result[0].gt_inds, expected[0].gt_inds)
 
 
 def test_colad_names_the_network_whose_predictions_have_the_wrong_shape():
     first, second = predictions(1)
-    with pytest.raises(ValueError, match=r"predictions_2\[1\] \(pred_boxes\) must be \[B=1, N=126, 4\]"):
+    too_few = Predictions(second.cls_logits[:, :-1], second.boxes[:, :-1])  # one anchor short
+    with pytest.raises(ValueError, match=r"predictions_2\.cls_logits must be \[B=1, N=126, C\]"):
         CoLADAssigner().assign_batch(
-            ANCHORS, NUM_LEVEL_ANCHORS, [NORMAL], [labels_for(NORMAL)], first, (second[0], second[1][:, :-1])
+            ANCHORS, NUM_LEVEL_ANCHORS, [NORMAL], [labels_for(NORMAL)], first, too_few
         )
+    with pytest.raises(ValueError, match=r"boxes must be \[B, N, 4\] with cls_logits' B=1 and N=126"):
+        Predictions(second.cls_logits, second.boxes[:, :-1])
 
 
 # properties over random GT sets

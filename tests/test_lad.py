@@ -1,9 +1,10 @@
+import pytest
 import torch
 from torch import nn
 
 from lad_edu.anchors import single
-from lad_edu.assign import PAAAssigner
-from lad_edu.assign.lad import LADAssigner
+from lad_edu.assign import PAAAssigner, Predictions
+from lad_edu.assign.lad import LADAssigner, Teacher
 from lad_edu.boxes import DeltaXYWHCoder
 
 
@@ -45,7 +46,7 @@ def test_with_the_students_own_predictions_as_teacher_lad_equals_paa():
     lad = LADAssigner(network).assign_batch(images, anchors, nla, gt_boxes, gt_labels)
     with torch.no_grad():
         cls_logits, boxes = network(images)
-    paa = PAAAssigner().assign_batch(anchors, nla, gt_boxes, gt_labels, cls_logits, boxes)
+    paa = PAAAssigner().assign_batch(anchors, nla, gt_boxes, gt_labels, Predictions(cls_logits, boxes))
     for a, b in zip(lad, paa, strict=True):
         assert torch.equal(a.gt_inds, b.gt_inds) and torch.equal(a.labels, b.labels)
         assert a.num_pos > 0
@@ -72,5 +73,31 @@ def test_any_callable_can_teach():
     anchors, nla, images, gt_boxes, gt_labels = batch()
     fixed = (torch.zeros(2, len(anchors), 3), anchors.expand(2, -1, -1))
     results = LADAssigner(lambda images, sizes: fixed).assign_batch(images, anchors, nla, gt_boxes, gt_labels)
-    expected = PAAAssigner().assign_batch(anchors, nla, gt_boxes, gt_labels, *fixed)
+    expected = PAAAssigner().assign_batch(anchors, nla, gt_boxes, gt_labels, Predictions(*fixed))
     assert all(torch.equal(a.gt_inds, b.gt_inds) for a, b in zip(results, expected, strict=True))
+
+
+def test_the_teacher_is_frozen_whoever_calls_it():
+    """A Teacher of a network's method finds the network: eval mode on every call, no gradient, and the
+    image sizes carried along."""
+    anchors, nla, images, gt_boxes, gt_labels = batch()
+    network = TinyDetector(anchors)
+    teacher = Teacher(network.forward)
+    network.train()  # e.g. a parent module's .train() between two steps
+    predictions = teacher(images, [(64, 64), (60, 50)])
+    assert teacher.network is network and not network.training
+    assert not predictions.cls_logits.requires_grad and not predictions.boxes.requires_grad
+    assert predictions.image_sizes == ((64, 64), (60, 50))
+
+
+def test_lad_feeds_any_prediction_based_assigner_and_refuses_the_others():
+    from lad_edu.assign import build_assigner
+
+    anchors, nla, images, gt_boxes, gt_labels = batch()
+    network = TinyDetector(anchors).eval()
+    original = build_assigner("paa", keep_single_candidate=True, all_if_no_fg=True, topk=4)
+    results = LADAssigner(network, original).assign_batch(images, anchors, nla, gt_boxes, gt_labels)
+    expected = original.assign_batch(anchors, nla, gt_boxes, gt_labels, Teacher(network)(images))
+    assert all(torch.equal(a.gt_inds, b.gt_inds) for a, b in zip(results, expected, strict=True))
+    with pytest.raises(ValueError, match="assigner must use predictions.*ATSSAssigner ignores them"):
+        LADAssigner(network, build_assigner("atss"))

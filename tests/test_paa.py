@@ -6,7 +6,7 @@ import torch
 
 from benchmarks.bench_paa import paa_reassign_sklearn, synthetic_image
 from lad_edu.anchors import level_ids, single
-from lad_edu.assign import PAAAssigner
+from lad_edu.assign import PAAAssigner, Predictions
 from lad_edu.assign.paa import (
     _first_k_of_groups,
     _level_of,
@@ -219,7 +219,7 @@ def scene(num_images=3, num_classes=5, seed=0):
 
 def test_a_batch_gives_each_image_what_it_gets_alone():
     anchors, nla, gt_boxes, gt_labels, cls_logits, pred_boxes = scene()
-    batch = PAAAssigner().assign_batch(anchors, nla, gt_boxes, gt_labels, cls_logits, pred_boxes)
+    batch = PAAAssigner().assign_batch(anchors, nla, gt_boxes, gt_labels, Predictions(cls_logits, pred_boxes))
     for b in range(len(gt_boxes)):
         alone = PAAAssigner().assign(anchors, nla, gt_boxes[b], gt_labels[b], cls_logits[b], pred_boxes[b])
         assert torch.equal(batch[b].gt_inds, alone.gt_inds)
@@ -267,14 +267,13 @@ def test_assigner_rejects_mismatched_predictions():
 @pytest.mark.parametrize("device", DEVICES)
 def test_device_is_kept_and_agrees_with_cpu(device):
     anchors, nla, gt_boxes, gt_labels, cls_logits, pred_boxes = scene()
-    cpu = PAAAssigner().assign_batch(anchors, nla, gt_boxes, gt_labels, cls_logits, pred_boxes)
+    cpu = PAAAssigner().assign_batch(anchors, nla, gt_boxes, gt_labels, Predictions(cls_logits, pred_boxes))
     moved = PAAAssigner().assign_batch(
         anchors.to(device),
         nla,
         [b.to(device) for b in gt_boxes],
         [c.to(device) for c in gt_labels],
-        cls_logits.to(device),
-        pred_boxes.to(device),
+        Predictions(cls_logits.to(device), pred_boxes.to(device)),
     )
     for a, b in zip(cpu, moved, strict=True):
         assert b.gt_inds.device.type == device and torch.equal(a.gt_inds, b.gt_inds.cpu())

@@ -344,12 +344,12 @@ def test_the_coco_configs_start_training_on_a_coco_layout_directory(coco_layout,
 
 
 def test_train_without_data_writes_the_classroom_dataset_on_first_use(tmp_path, monkeypatch):
-    from lad_edu.cli import DEFAULT_DATA, _data_root
+    from lad_edu.data.classroom import DEFAULT_DATA, data_root
 
     monkeypatch.chdir(tmp_path)
-    assert _data_root(None, str(DEFAULT_DATA)) == str(DEFAULT_DATA)
+    assert data_root(None, str(DEFAULT_DATA)) == str(DEFAULT_DATA)
     assert (tmp_path / DEFAULT_DATA / "annotations" / "instances_train.json").is_file()
-    assert _data_root(tmp_path / "elsewhere", str(DEFAULT_DATA)) == str(tmp_path / "elsewhere")
+    assert data_root(tmp_path / "elsewhere", str(DEFAULT_DATA)) == str(tmp_path / "elsewhere")
 
 
 def test_ctrl_c_writes_a_checkpoint_of_the_interrupted_position(tiny_data, tmp_path):

@@ -38,6 +38,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lad_edu.assign.interface import Predictions, assign_each_image, check_batch
 from lad_edu.assign.result import AssignResult, check_assign_inputs, gt_columns_to_all
 from lad_edu.boxes import box_centers, box_iou, centers_inside
 
@@ -101,6 +102,8 @@ class ATSSAssigner:
     >>> result.pos.nonzero().flatten().tolist()    # three stride-8 anchors stacked vertically
     [28, 36, 44]
     """
+
+    uses_predictions = False  # boxes only: the network's predictions never enter the rule
 
     def __init__(self, topk: int = 9, center_eps: float = 0.01, num_classes: int | None = None):
         if topk < 1:
@@ -168,4 +171,21 @@ class ATSSAssigner:
         }
         return AssignResult.from_gt_inds(
             gt_inds, iou.max(dim=1).values, gt_labels, kept=keep, details=details
+        )
+
+    def assign_batch(
+        self,
+        anchors: Tensor,
+        num_level_anchors: list[int],
+        gt_boxes: list[Tensor],
+        gt_labels: list[Tensor],
+        predictions: Predictions | None = None,
+    ) -> list[AssignResult]:
+        """:meth:`assign` for every image of a batch (the call shape of :mod:`lad_edu.assign.interface`).
+
+        ``predictions`` are ignored. A ``ValueError`` about one image's GTs starts with ``"image b: "``.
+        """
+        check_batch(anchors, num_level_anchors, gt_boxes, gt_labels)
+        return assign_each_image(
+            lambda boxes, labels: self.assign(anchors, num_level_anchors, boxes, labels), gt_boxes, gt_labels
         )

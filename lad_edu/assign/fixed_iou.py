@@ -40,6 +40,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lad_edu.assign.interface import Predictions, assign_each_image, check_batch
 from lad_edu.assign.result import AssignResult, check_assign_inputs
 from lad_edu.boxes import box_iou
 
@@ -122,6 +123,8 @@ class FixedIoUAssigner:
     tensor([1, 0, 0])
     """
 
+    uses_predictions = False  # boxes only: the network's predictions never enter the rule
+
     def __init__(
         self,
         pos_iou_thr: float = 0.5,
@@ -182,4 +185,22 @@ class FixedIoUAssigner:
         )
         return AssignResult.from_gt_inds(
             gt_inds, max_iou, gt_labels, kept=keep, details={"low_quality": low_quality}
+        )
+
+    def assign_batch(
+        self,
+        anchors: Tensor,
+        num_level_anchors: list[int],
+        gt_boxes: list[Tensor],
+        gt_labels: list[Tensor],
+        predictions: Predictions | None = None,
+    ) -> list[AssignResult]:
+        """:meth:`assign` for every image of a batch (the call shape of :mod:`lad_edu.assign.interface`).
+
+        ``num_level_anchors`` is only checked (the rule has no levels) and ``predictions`` are ignored.
+        A ``ValueError`` about one image's GTs starts with ``"image b: "``.
+        """
+        check_batch(anchors, num_level_anchors, gt_boxes, gt_labels)
+        return assign_each_image(
+            lambda boxes, labels: self.assign(anchors, boxes, labels), gt_boxes, gt_labels
         )

@@ -18,10 +18,26 @@ Table 1, Fig. 2a):
    sample (its mode: scheme (c) of PAA's Fig. 3). Every other candidate becomes a negative. A positive
    keeps the GT it was pre-assigned to.
 
-All GTs of an image, or of a whole batch, are fitted in one call of :func:`lad_edu.gmm.fit_gmm2`, where
-MMDetection fits one ``sklearn`` mixture per GT in a Python loop.
+The predictions are any network's (:class:`~lad_edu.assign.Predictions`): the network's own make PAA,
+a frozen teacher's make LAD (:mod:`lad_edu.assign.lad`), the better of two networks' make CoLAD
+(:mod:`lad_edu.assign.colad`).
 
-Variants (MMDetection's behaviour is the default):
+**How it is computed.** The plain algorithm is the three steps above, one GT after the other, as
+MMDetection runs them (one ``sklearn`` mixture per GT in a Python loop). Here every GT of an image, or of a
+whole batch, goes through each step at once: the batch is laid out flat (:mod:`lad_edu.assign.batch`:
+candidates ``b·N + i``, GTs offset by the GTs of the images before, levels ``b·L + l``), so that a
+(GT, level) group never mixes images, and one call of :func:`lad_edu.gmm.fit_gmm2` fits every GT. Four
+speed tricks remain, each named and explained where it sits:
+
+* *one integer-key sort* (:func:`_sort_by`): the lowest costs per (GT, level) come from one sort of an
+  int64 key, the group id above the cost's float bits, instead of two stable sorts;
+* *first k by a shifted comparison* (:func:`_first_k_of_groups`): no ranks to count;
+* *a level table* (:func:`_level_of`): a cumulative sum instead of ``torch.searchsorted``;
+* *a padding slot* (in :func:`paa_split`): non-positives are scattered into one extra slot instead of being
+  selected out first.
+
+Variants (MMDetection's behaviour is the default; docs/reference_behaviour.md, "PAA", says what each
+implementation does):
 
 * ``keep_single_candidate``: a GT with a single candidate has no distribution to fit. MMDetection drops it
   (the GT gets no positive); the original PAA and the LAD authors' standardised head keep it positive.
@@ -43,7 +59,15 @@ import torch.nn.functional as F
 import torchvision.ops
 from torch import Tensor
 
+from lad_edu.assign.batch import BatchLayout
 from lad_edu.assign.fixed_iou import FixedIoUAssigner
+from lad_edu.assign.interface import (
+    Predictions,
+    assign_each_image,
+    check_batch,
+    check_predictions,
+    require_predictions,
+)
 from lad_edu.assign.result import AssignResult, check_labels, first_non_finite
 from lad_edu.boxes import aligned_box_giou, aligned_box_iou, check_boxes
 from lad_edu.gmm import GMMFit, fit_gmm2
@@ -139,9 +163,10 @@ class PAASplit:
 def _level_of(anchor: Tensor, num_level_anchors: list[int]) -> Tensor:
     """The FPN level of each anchor index in ``anchor`` (level-major anchors, as :func:`level_ids`).
 
-    A table over all anchors: the number of level starts at or before each, a cumulative sum. Not
-    ``torch.searchsorted`` (nor advanced indexing), whose CPU kernels split even a few thousand values
-    across threads, and so wait a whole scheduler time slice whenever another process holds a core.
+    The trick, *a level table*: over all anchors, the number of level starts at or before each, a
+    cumulative sum, read at ``anchor``. Not ``torch.searchsorted`` (nor advanced indexing), whose CPU
+    kernels split even a few thousand values across threads, and so wait a whole scheduler time slice
+    whenever another process holds a core.
     """
     num_anchors = sum(num_level_anchors)
     # where the levels after the first start (twice the same place after an empty level)
@@ -151,7 +176,12 @@ def _level_of(anchor: Tensor, num_level_anchors: list[int]) -> Tensor:
 
 
 def _sort_by(groups: Tensor, costs: Tensor) -> Tensor:
-    """Indices sorting by ``groups`` (int ids ``>= 0``), then by ``costs``, then by position (stable)."""
+    """Indices sorting by ``groups`` (int ids ``>= 0``), then by ``costs``, then by position (stable).
+
+    The plain way is two stable sorts, by cost and then by group (what float64 costs get). The trick, *one
+    integer-key sort*: a float32 cost's bits, read as an integer, keep the order of the costs
+    (:func:`_ordered_bits`), so ``group · 2^32 + bits`` is one int64 key that sorts by group, then cost.
+    """
     if costs.dtype == torch.float64:  # no room for a group id next to 64 bits: two stable sorts
         by_cost = costs.argsort(stable=True)
         return by_cost.index_select(0, groups.index_select(0, by_cost).argsort(stable=True))
@@ -181,8 +211,8 @@ def _rank_within_groups(sorted_groups: Tensor) -> tuple[Tensor, Tensor]:
 def _first_k_of_groups(sorted_groups: Tensor, k: int) -> Tensor:
     """``[K]`` bool: the first ``k`` elements of each run of ``sorted_groups`` (sorted ascending).
 
-    An element is among the first ``k`` of its group when the element ``k`` places before it is in another
-    group (or does not exist): one comparison, no ranks.
+    The trick, *first k by a shifted comparison*: an element is among the first ``k`` of its group when the
+    element ``k`` places before it is in another group (or does not exist): one comparison, no ranks.
     """
     first_k = torch.ones_like(sorted_groups, dtype=torch.bool)
     first_k[k:] = sorted_groups[k:] != sorted_groups[:-k]
@@ -262,7 +292,8 @@ def paa_split(
     component, score = gmm.predict_and_score(values, valid)
     positive = paa_positives(values, valid, component, score, keep_single_candidate, all_if_no_fg)
 
-    # scattered into [K + 1]: the last slot takes every non-positive, no need to select the positives first
+    # the trick, *a padding slot*: scattered into [K + 1], the last slot takes every non-positive, no need to
+    # select the positives first
     pos_mask = torch.zeros(len(costs) + 1, dtype=torch.bool, device=device)
     pos_mask[torch.where(positive, candidates, len(costs))] = True
     largest_positive = torch.where(positive, values, -torch.inf).amax(dim=1)
@@ -326,26 +357,14 @@ def paa_reassign(
 # the assigner
 
 
-def _check_prediction_shapes(
-    cls_logits: Tensor, pred_boxes: Tensor, num_images: int, num_anchors: int, names: tuple[str, str]
+def _check_finite_at_candidates(
+    values: Tensor, name: str, candidate_anchor: Tensor, layout: BatchLayout
 ) -> None:
-    """Raise a ``ValueError`` naming the predictions unless they are ``[B, N, C]`` and ``[B, N, 4]``."""
-    if cls_logits.dim() != 3 or cls_logits.shape[:2] != (num_images, num_anchors):
-        raise ValueError(
-            f"{names[0]} must be [B={num_images}, N={num_anchors}, C], got {tuple(cls_logits.shape)}"
-        )
-    if pred_boxes.shape != (num_images, num_anchors, 4):
-        raise ValueError(
-            f"{names[1]} must be [B={num_images}, N={num_anchors}, 4], got {tuple(pred_boxes.shape)}"
-        )
-
-
-def _check_finite_at_candidates(values: Tensor, name: str, flat_anchor: Tensor, num_anchors: int) -> None:
     """Raise a ``ValueError`` naming ``name`` and the anchor if ``values [K, ...]``, the predictions at the
-    candidates ``flat_anchor [K]`` (``image · N + anchor``), hold a NaN or an infinity."""
+    candidates ``candidate_anchor [K]`` (flat anchors), hold a NaN or an infinity."""
     bad = first_non_finite(values)
     if bad is not None:
-        image, anchor = divmod(int(flat_anchor[bad]), num_anchors)
+        image, anchor = (int(t) for t in layout.image_and_anchor(candidate_anchor[bad]))
         raise ValueError(
             f"{name} must be finite, got NaN or inf at image {image}, anchor {anchor} (a candidate)"
         )
@@ -357,17 +376,15 @@ class PAACandidates:
 
     Attributes:
         pres: each image's pre-assignment (:class:`AssignResult` of the 0.1 / 0.1 MaxIoU rule).
-        anchor: ``[K]`` long, each candidate's anchor index plus ``image · num_anchors``.
-        gt: ``[K]`` long, its 0-based GT index in the batch (image ``b``'s GTs start at ``gt_offsets[b]``).
-        gt_offsets: ``B + 1`` running GT counts.
-        num_anchors: anchors per image ``N``.
+        anchor: ``[K]`` long, each candidate's flat anchor (``image · N + anchor``, see ``layout``).
+        gt: ``[K]`` long, the flat GT it is pre-assigned to.
+        layout: where each image's anchors and GTs sit in the flat lists.
     """
 
     pres: list[AssignResult]
     anchor: Tensor
     gt: Tensor
-    gt_offsets: list[int]
-    num_anchors: int
+    layout: BatchLayout
 
 
 class PAAAssigner:
@@ -380,6 +397,8 @@ class PAAAssigner:
         keep_single_candidate, all_if_no_fg: the original-PAA variants, see :func:`paa_reassign`.
         drop_degenerate_gts: see :class:`FixedIoUAssigner` (the pre-assigner).
     """
+
+    uses_predictions = True  # eq. 2 scores every candidate with the class scores and boxes of a network
 
     def __init__(
         self,
@@ -445,9 +464,11 @@ class PAAAssigner:
             (``[G, 2]``), ``gmm_n_iter`` and ``gmm_converged`` (``[G]``); and ``pre_gt_inds`` (``[N]``, the
             pre-assignment).
         """
-        return self.assign_batch(
-            anchors, num_level_anchors, [gt_boxes], [gt_labels], cls_logits[None], pred_boxes[None]
-        )[0]
+        for values, name, width in ((cls_logits, "cls_logits", "C"), (pred_boxes, "pred_boxes", "4")):
+            if values.dim() != 2 or len(values) != len(anchors):
+                raise ValueError(f"{name} must be [N={len(anchors)}, {width}], got {tuple(values.shape)}")
+        predictions = Predictions(cls_logits[None], pred_boxes[None])
+        return self.assign_batch(anchors, num_level_anchors, [gt_boxes], [gt_labels], predictions)[0]
 
     def assign_batch(
         self,
@@ -455,22 +476,24 @@ class PAAAssigner:
         num_level_anchors: list[int],
         gt_boxes: list[Tensor],
         gt_labels: list[Tensor],
-        cls_logits: Tensor,
-        pred_boxes: Tensor,
+        predictions: Predictions | None = None,
     ) -> list[AssignResult]:
         """:meth:`assign` for ``B`` images sharing one anchor set, with a single GMM fit for all their GTs.
 
         Args:
             anchors: ``[N, 4]``; num_level_anchors: as in :meth:`assign`.
             gt_boxes, gt_labels: one ``[G_b, 4]`` and one ``[G_b]`` tensor per image.
-            cls_logits: ``[B, N, C]``; pred_boxes: ``[B, N, 4]``.
+            predictions: the network's ``cls_logits [B, N, C]`` and ``boxes [B, N, 4]`` whose eq. 2 costs
+                decide (the student's own for PAA, a teacher's for LAD).
+
+        Raises:
+            ValueError: when ``predictions`` is None (PAA cannot decide without them), or naming the
+                argument (and the image) for inputs that do not fit.
         """
-        if sum(num_level_anchors) != len(anchors):
-            raise ValueError(
-                f"num_level_anchors {list(num_level_anchors)} must sum to the {len(anchors)} anchors"
-            )
+        predictions = require_predictions(self, predictions)
+        check_batch(anchors, num_level_anchors, gt_boxes, gt_labels)
         candidates = self.candidates(anchors, gt_boxes, gt_labels)
-        costs = self.costs(candidates, gt_boxes, gt_labels, cls_logits, pred_boxes)
+        costs = self.costs(candidates, gt_boxes, gt_labels, predictions)
         return self.assign_from_costs(candidates, costs, num_level_anchors, gt_labels)
 
     def candidates(self, anchors: Tensor, gt_boxes: list[Tensor], gt_labels: list[Tensor]) -> PAACandidates:
@@ -479,27 +502,13 @@ class PAAAssigner:
         Raises:
             ValueError: for an image's bad GTs (as :class:`FixedIoUAssigner` raises them), saying which image.
         """
-        pres = [
-            self._pre_assign(anchors, b, boxes, labels)
-            for b, (boxes, labels) in enumerate(zip(gt_boxes, gt_labels, strict=True))
-        ]
-        # every image's candidates in one list: anchors offset by image, GTs by the GTs before it
-        gt_offsets = [0]
-        for boxes in gt_boxes:
-            gt_offsets.append(gt_offsets[-1] + len(boxes))
-        flat_anchor, flat_gt = [], []
-        for b, pre in enumerate(pres):
-            candidates = pre.pos.nonzero().squeeze(1)
-            flat_anchor.append(candidates + b * len(anchors))
-            flat_gt.append(pre.gt_inds[candidates] - 1 + gt_offsets[b])
-        return PAACandidates(pres, torch.cat(flat_anchor), torch.cat(flat_gt), gt_offsets, len(anchors))
-
-    def _pre_assign(self, anchors: Tensor, image: int, gt_boxes: Tensor, gt_labels: Tensor) -> AssignResult:
-        """The 0.1 / 0.1 MaxIoU pre-assignment of the batch's image ``image``."""
-        try:
-            return self.pre_assigner.assign(anchors, gt_boxes, gt_labels)
-        except ValueError as error:  # the checks know one image: say which one of the batch
-            raise ValueError(f"image {image}: {error}") from error
+        pres = assign_each_image(
+            lambda boxes, labels: self.pre_assigner.assign(anchors, boxes, labels), gt_boxes, gt_labels
+        )
+        layout = BatchLayout.of(len(anchors), [len(boxes) for boxes in gt_boxes])
+        # the candidates are the pre-assignment's positives, of every image in one list
+        anchor, gt = layout.positives(torch.stack([pre.gt_inds for pre in pres]))
+        return PAACandidates(pres, anchor, gt, layout)
 
     @torch.no_grad()
     def costs(
@@ -507,28 +516,27 @@ class PAAAssigner:
         candidates: PAACandidates,
         gt_boxes: list[Tensor],
         gt_labels: list[Tensor],
-        cls_logits: Tensor,
-        pred_boxes: Tensor,
-        names: tuple[str, str] = ("cls_logits", "pred_boxes"),
+        predictions: Predictions,
+        name: str = "predictions",
     ) -> Tensor:
         """Step 2, eq. 2 for every candidate of the batch: ``[K]``, no gradient.
 
         Args:
-            cls_logits: ``[B, N, C]``; pred_boxes: ``[B, N, 4]`` decoded xyxy (any network's: the
-                student's for PAA, a teacher's for LAD, either of two for CoLAD).
-            names: what error messages call ``cls_logits`` and ``pred_boxes``.
+            predictions: any network's, ``[B, N, ...]`` on the batch's anchors: the student's for PAA, a
+                teacher's for LAD, either of two for CoLAD.
+            name: what error messages call ``predictions``.
 
         Raises:
             ValueError: naming the predictions, for a wrong shape, or a NaN or infinity at a candidate
                 anchor. Only the candidates' predictions enter eq. 2, and only they are checked: a pass
                 over all ``B·N·C`` logits would cost more than the whole assignment.
         """
-        num_images, num_anchors, anchor = len(candidates.pres), candidates.num_anchors, candidates.anchor
-        _check_prediction_shapes(cls_logits, pred_boxes, num_images, num_anchors, names)
-        candidate_logits = cls_logits.flatten(0, 1).index_select(0, anchor)  # [K, C]
-        candidate_boxes = pred_boxes.flatten(0, 1).index_select(0, anchor)  # [K, 4]
-        for values, name in zip((candidate_logits, candidate_boxes), names, strict=True):
-            _check_finite_at_candidates(values, name, anchor, num_anchors)
+        layout, anchor = candidates.layout, candidates.anchor
+        check_predictions(predictions, layout.num_images, layout.num_anchors, name)
+        candidate_logits = predictions.cls_logits.flatten(0, 1).index_select(0, anchor)  # [K, C]
+        candidate_boxes = predictions.boxes.flatten(0, 1).index_select(0, anchor)  # [K, 4]
+        for values, field in ((candidate_logits, "cls_logits"), (candidate_boxes, "boxes")):
+            _check_finite_at_candidates(values, f"{name}.{field}", anchor, layout)
         return paa_cost(
             candidate_logits,
             candidate_boxes,
@@ -549,33 +557,32 @@ class PAAAssigner:
         gt_labels: list[Tensor],
     ) -> list[AssignResult]:
         """Step 3, the GMM split of the candidates' ``costs [K]``, turned into one result per image."""
-        flat_anchor, num_anchors, gt_offsets = (
-            candidates.anchor,
-            candidates.num_anchors,
-            candidates.gt_offsets,
-        )
-        num_images = len(candidates.pres)
+        layout, flat_anchor = candidates.layout, candidates.anchor
         split = paa_split(
             costs,
             flat_anchor,
             candidates.gt,
-            num_level_anchors * num_images,  # level ids then differ by image, as the GT ids do
-            gt_offsets[-1],
+            layout.level_sizes(num_level_anchors),  # level ids then differ by image, as the GT ids do
+            layout.num_gts,
             self.topk,
             self.keep_single_candidate,
             self.all_if_no_fg,
         )
+        # a positive keeps its pre-assigned GT, every other anchor is negative   [B, N]
+        pre_gt_inds = torch.stack([pre.gt_inds for pre in candidates.pres])
+        positives = flat_anchor[split.pos_mask]
+        gt_inds = torch.zeros_like(pre_gt_inds).view(-1)
+        gt_inds[positives] = pre_gt_inds.view(-1)[positives]
+        gt_inds = gt_inds.view_as(pre_gt_inds)
         # each slot's anchor in its image, -1 on padding: padding reads the -1 appended after the K candidates
         # (no index out of range when the batch has no candidate at all)
-        anchor_or_padding = torch.cat([flat_anchor % num_anchors, flat_anchor.new_full((1,), -1)])
+        _, anchor_in_image = layout.image_and_anchor(flat_anchor)
+        anchor_or_padding = torch.cat([anchor_in_image, flat_anchor.new_full((1,), -1)])
         slot_anchor = anchor_or_padding[torch.where(split.valid, split.candidates, len(flat_anchor))]
 
         results = []
         for b, pre in enumerate(candidates.pres):
-            positives = flat_anchor[split.pos_mask & (flat_anchor // num_anchors == b)] - b * num_anchors
-            gt_inds = torch.zeros_like(pre.gt_inds)
-            gt_inds[positives] = pre.gt_inds[positives]  # a positive keeps its pre-assigned GT
-            rows = slice(gt_offsets[b], gt_offsets[b + 1])
+            rows = layout.gt_rows(b)
             details = {
                 "pre_gt_inds": pre.gt_inds,
                 "candidates": slot_anchor[rows],
@@ -589,5 +596,5 @@ class PAAAssigner:
                 "gmm_n_iter": split.gmm.n_iter[rows],
                 "gmm_converged": split.gmm.converged[rows],
             }
-            results.append(AssignResult.from_gt_inds(gt_inds, pre.max_iou, gt_labels[b], details=details))
+            results.append(AssignResult.from_gt_inds(gt_inds[b], pre.max_iou, gt_labels[b], details=details))
         return results

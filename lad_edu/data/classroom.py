@@ -137,3 +137,17 @@ def make_classroom_dataset(
     _write_split(root, "train", num_train, config, seed, progress)
     _write_split(root, "val", num_val, config, seed + 1, progress)
     return root
+
+
+DEFAULT_DATA = Path("data") / "classroom"  # where the commands look for (and write) the classroom data
+
+
+def data_root(data: str | os.PathLike | None, configured: str) -> str:
+    """The dataset a command reads: ``data`` (``--data``) if given, else the config's ``data.root``; the
+    default classroom dataset (:data:`DEFAULT_DATA`) is written there on first use."""
+    if data is not None:
+        return str(data)
+    if Path(configured) == DEFAULT_DATA and not (DEFAULT_DATA / "annotations").is_dir():
+        print(f"writing the classroom dataset to {DEFAULT_DATA} (first use)")
+        make_classroom_dataset(DEFAULT_DATA)
+    return configured

@@ -200,7 +200,7 @@ class Detector(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """``images [B, 3, H, W]`` -> ``cls_logits [B, N, C]`` and decoded ``pred_boxes [B, N, 4]``.
 
-        ``image_sizes`` as in :meth:`forward`. The callable a LAD teacher is (``lad_edu.assign.lad.Teacher``).
+        ``image_sizes`` as in :meth:`forward`. What a LAD ``Teacher`` wraps (``lad_edu.assign.lad``).
         """
         out = self(images, image_sizes)
         anchors = self.checked_anchors(out, tuple(images.shape[-2:]), images.device).anchors

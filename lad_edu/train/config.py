@@ -22,6 +22,14 @@ from pathlib import Path
 
 import yaml
 
+from lad_edu.assign import (
+    ASSIGNERS,
+    Assigner,
+    PAAAssigner,
+    assigner_class,
+    assigner_options,
+    build_assigner,
+)
 from lad_edu.model import ModelConfig
 
 __all__ = [
@@ -39,7 +47,6 @@ __all__ = [
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-ASSIGNERS = ("fixed", "atss", "paa")
 DISTILL_MODES = ("none", "soft", "lad", "solad", "colad")
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -67,9 +74,13 @@ class DataConfig:
 
 @dataclass
 class AssignConfig:
-    """Which anchors learn which object. One head and one set of losses for every assigner."""
+    """Which anchors learn which object. One head and one set of losses for every assigner.
 
-    assigner: str = "paa"  # fixed | atss | paa
+    A field named like an option of the chosen assigner (a keyword argument of its constructor) configures
+    it; the others are ignored by it (:meth:`build_assigner`).
+    """
+
+    assigner: str = "paa"  # a name of lad_edu.assign.ASSIGNERS: fixed | atss | paa
     pos_iou_thr: float = 0.5  # fixed (RetinaNet's MaxIoU)
     neg_iou_thr: float = 0.4  # fixed
     topk: int = 9  # atss, paa
@@ -78,6 +89,13 @@ class AssignConfig:
     keep_single_candidate: bool = False  # paa: original-PAA variant
     all_if_no_fg: bool = False  # paa: original-PAA variant
     crowd_iof_thr: float = 0.5  # negatives this much inside an iscrowd box are ignored
+
+    def build_assigner(self, num_classes: int) -> Assigner:
+        """The assigner ``assigner`` names, with the fields that are its options (and ``num_classes``, so
+        that a GT label outside the classes is an error, where it takes one)."""
+        options = assigner_options(self.assigner)
+        values = dataclasses.asdict(self) | {"num_classes": num_classes}
+        return build_assigner(self.assigner, **{key: values[key] for key in options if key in values})
 
 
 @dataclass
@@ -141,7 +159,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            ("assign.assigner", self.assign.assigner, ASSIGNERS),
+            ("assign.assigner", self.assign.assigner, tuple(ASSIGNERS)),
             ("distill.mode", self.distill.mode, DISTILL_MODES),
             ("distill.criterion", self.distill.criterion, ("std_mean", "fisher")),
             ("distill.granularity", self.distill.granularity, ("iteration", "group")),
@@ -160,10 +178,17 @@ class TrainConfig:
         for key, value, least in counts:
             if value < least:
                 raise ConfigError(f"{key} must be at least {least}, got {value}")
-        if self.distill.mode in ("soft", "lad", "solad") and self.assign.assigner != "paa":
-            raise ConfigError(f"distill.mode={self.distill.mode!r} builds on PAA: set assign.assigner=paa")
-        if self.distill.mode == "colad" and self.assign.assigner != "paa":
-            raise ConfigError("distill.mode='colad' builds on PAA: set assign.assigner=paa")
+        assigner = assigner_class(self.assign.assigner)
+        if self.distill.mode in ("lad", "solad") and not assigner.uses_predictions:
+            using = [name for name, cls in ASSIGNERS.items() if cls.uses_predictions]
+            raise ConfigError(
+                f"distill.mode={self.distill.mode!r} feeds the teacher's predictions to the assigner, which "
+                f"assign.assigner={self.assign.assigner!r} ignores: set assign.assigner to one of {using}"
+            )
+        if self.distill.mode == "colad" and not issubclass(assigner, PAAAssigner):
+            raise ConfigError(
+                "distill.mode='colad' compares the two networks' PAA costs: set assign.assigner=paa"
+            )
 
 
 # dict <-> dataclass, with the errors a YAML file or --set can cause

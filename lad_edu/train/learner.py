@@ -1,20 +1,20 @@
 """One training step of any mode: the network(s), the assigner that labels the anchors, and the losses.
 
-This is the only place where a model, an assigner and the losses meet (see ARCHITECTURE.md). The modes:
+This is the only place where a model, an assigner and the losses meet (see docs/ARCHITECTURE.md). The
+assigner is the config's (``assign.assigner``: :meth:`~lad_edu.train.config.AssignConfig.build_assigner`);
+the distillation mode decides only *whose* predictions it reads and which losses are added:
 
 ==========  ==============================================================================================
-``fixed``   RetinaNet's MaxIoU rule (0.5 / 0.4, low-quality matches) on the single anchors of the PAA head
-``atss``    ATSS (top-9 per level, mean + std of the IoUs)
-``paa``     PAA on the network's own predictions (eq. 2, GMM split)
-+ ``soft``  PAA labels plus soft-label distillation from a frozen teacher (eq. 1, section 3.1)
-+ ``lad``   the frozen teacher's predictions choose the labels (section 3.2)
-+ ``solad`` both (Table 2)
-+ ``colad`` two networks trained together; the better teacher at each step labels both (section 3.4)
+``none``    the network's own predictions (PAA: Fig. 2a; fixed IoU and ATSS read none)
+``soft``    the network's own, plus soft-label distillation from a frozen teacher (eq. 1, section 3.1)
+``lad``     the frozen teacher's predictions instead of the student's (section 3.2, Fig. 2b)
+``solad``   both: the teacher's predictions label, and are imitated (Table 2)
+``colad``   two networks trained together; whichever the criterion picks labels both (section 3.4, Fig. 3)
 ==========  ==============================================================================================
 
 The head and losses are the same for every assigner, so a comparison between modes compares assignment
-and nothing else. As in MMDetection, the LAD student's box loss is not IoU-weighted (``LADHead``); every
-other mode uses PAA's IoU weighting.
+and nothing else, with one exception that belongs to LAD (see :class:`Learner`): as in MMDetection's
+``LADHead``, the LAD student's box loss is not IoU-weighted.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lad_edu.assign import ATSSAssigner, CoLADAssigner, FixedIoUAssigner, LADAssigner, PAAAssigner
+from lad_edu.anchors import Anchors
+from lad_edu.assign import CoLADAssigner, Predictions, Teacher
 from lad_edu.assign.result import AssignResult, ignore_crowd
 from lad_edu.losses import detection_losses, distillation_losses
 from lad_edu.model import Detector, build_detector, load_mmdet_state_dict
@@ -40,7 +41,7 @@ from lad_edu.train.checkpoint import (
 from lad_edu.train.config import ConfigError, TrainConfig, config_from_dict, shipped_configs
 from lad_edu.train.stats import assignment_counts
 
-__all__ = ["Learner", "Networks", "load_teacher"]
+__all__ = ["Learner", "Networks", "ignore_crowds", "load_teacher"]
 
 
 class Networks(nn.Module):
@@ -96,31 +97,45 @@ def load_teacher(
     return teacher.to(device).eval()
 
 
+def ignore_crowds(
+    assignments: list[AssignResult], anchors: Tensor, targets: Sequence[dict], iof_thr: float
+) -> list[AssignResult]:
+    """Every image's negatives inside its crowd regions (``target["crowd_boxes"]``) ignored, as in training
+    (:func:`lad_edu.assign.result.ignore_crowd`, ``assign.crowd_iof_thr``)."""
+    return [
+        ignore_crowd(result, anchors, target["crowd_boxes"].to(anchors.device), iof_thr)
+        for result, target in zip(assignments, targets, strict=True)
+    ]
+
+
 class Learner:
     """Computes one step's losses for the mode of ``cfg`` (see the module docstring).
+
+    A step reads like the paper: the trained network(s) predict; the assigner labels the anchors from the
+    predictions the mode names (the student's own, the frozen teacher's, or the better of two networks');
+    negatives in crowd regions are ignored; the losses follow.
 
     Args:
         cfg: the run's config.
         networks: the trained network(s), possibly wrapped in DistributedDataParallel (``forward`` is
             called through ``trained``; anchors and decoding through ``networks``).
-        teacher: the frozen teacher of soft / lad / solad, else None.
+        teacher: the frozen teacher of soft / lad / solad (:func:`load_teacher`), else None.
     """
 
     def __init__(self, cfg: TrainConfig, networks: Networks, trained: nn.Module, teacher: Detector | None):
-        self.cfg, self.networks, self.trained, self.teacher = cfg, networks, trained, teacher
-        a, d = cfg.assign, cfg.distill
-        self.paa = PAAAssigner(
-            topk=a.topk,
-            bbox_weight=a.bbox_weight,
-            loc_loss=a.loc_loss,
-            keep_single_candidate=a.keep_single_candidate,
-            all_if_no_fg=a.all_if_no_fg,
-        )
-        self.fixed = FixedIoUAssigner(pos_iou_thr=a.pos_iou_thr, neg_iou_thr=a.neg_iou_thr)
-        self.atss = ATSSAssigner(topk=a.topk)
-        self.colad = CoLADAssigner(self.paa, d.criterion, d.granularity) if d.mode == "colad" else None
-        self.lad = LADAssigner(teacher.dense_predictions, self.paa) if teacher is not None else None
-        self.iou_weighted_bbox = d.mode not in ("lad", "solad")
+        self.cfg, self.networks, self.trained = cfg, networks, trained
+        self.assigner = cfg.assign.build_assigner(networks.model.num_classes)
+        mode = cfg.distill.mode
+        # LAD (section 3.2, lad_edu.assign.lad): a frozen teacher (eval mode, no gradient: Teacher) predicts,
+        # its predictions instead of the student's feed the assigner, and the student's box loss is not
+        # IoU-weighted, as in MMDetection's LADHead.
+        self.teacher = Teacher(teacher.dense_predictions) if teacher is not None else None
+        self.labels_from_teacher = mode in ("lad", "solad")
+        self.iou_weighted_bbox = not self.labels_from_teacher
+        # CoLAD (section 3.4): the assigner reads the predictions of whichever network the criterion picks
+        self.colad = None
+        if mode == "colad":
+            self.colad = CoLADAssigner(self.assigner, cfg.distill.criterion, cfg.distill.granularity)
 
     def assign(
         self,
@@ -128,33 +143,70 @@ class Learner:
         num_level_anchors: list[int],
         gt_boxes: list[Tensor],
         gt_labels: list[Tensor],
-        predictions: list[tuple[Tensor, Tensor]],
-        teacher_predictions: tuple[Tensor, Tensor] | None,
+        predictions: list[Predictions],
+        teacher_predictions: Predictions | None,
     ) -> tuple[list[AssignResult], dict[str, float]]:
-        """The labels of this step, and what the choice was (CoLAD's ρ and teacher)."""
-        mode, assigner = self.cfg.distill.mode, self.cfg.assign.assigner
-        if mode == "colad":
+        """The labels of this step (before crowd regions), and CoLAD's choice (logged).
+
+        Args:
+            predictions: the trained networks' (detached): the student's, and CoLAD's partner's.
+            teacher_predictions: the frozen teacher's, for soft / lad / solad, else None.
+        """
+        if self.colad is not None:
             results, choice = self.colad.assign_batch(
-                anchors, num_level_anchors, gt_boxes, gt_labels, predictions[0], predictions[1]
+                anchors, num_level_anchors, gt_boxes, gt_labels, *predictions
             )
-            return results, {
-                "rho_1": choice.rho_1,
-                "rho_2": choice.rho_2,
-                "teacher_2": float(choice.teacher == 2),
-                "teacher_share_2": choice.share_2,
-            }
-        if mode in ("lad", "solad"):
-            return self.paa.assign_batch(
-                anchors, num_level_anchors, gt_boxes, gt_labels, *teacher_predictions
-            ), {}
-        if assigner == "paa":
-            return self.paa.assign_batch(anchors, num_level_anchors, gt_boxes, gt_labels, *predictions[0]), {}
-        if assigner == "atss":
-            return [
-                self.atss.assign(anchors, num_level_anchors, g, c)
-                for g, c in zip(gt_boxes, gt_labels, strict=True)
-            ], {}
-        return [self.fixed.assign(anchors, g, c) for g, c in zip(gt_boxes, gt_labels, strict=True)], {}
+            return results, choice.metrics()
+        labelling = teacher_predictions if self.labels_from_teacher else predictions[0]
+        return self.assigner.assign_batch(anchors, num_level_anchors, gt_boxes, gt_labels, labelling), {}
+
+    def predict(
+        self, images: Tensor, image_sizes: list[tuple[int, int]], autocast
+    ) -> tuple[list[tuple[Predictions, Tensor]], Anchors]:
+        """The trained networks' forward: per network ``(Predictions, iou_logits [B, N])`` in float32 (the
+        assignment and losses run in float32, whatever the forward ran in), and the anchors."""
+        with autocast():
+            outputs = self.trained(images, image_sizes)
+        anchors = self.networks.model.anchors(tuple(images.shape[-2:]), images.device)
+        predictions = []
+        for out, net in zip(outputs, self.networks.detectors(), strict=True):
+            boxes = net.decode(anchors.anchors, out.box_deltas.float())
+            predictions.append(
+                (Predictions(out.cls_logits.float(), boxes, image_sizes), out.iou_logits.float())
+            )
+        return predictions, anchors
+
+    def label(
+        self,
+        images: Tensor,
+        targets: list[dict],
+        predictions: list[Predictions],
+        anchors: Anchors,
+        autocast,
+    ) -> tuple[list[AssignResult], dict[str, float], Predictions | None]:
+        """The labels of a batch: the assigner on the predictions the mode names, crowd regions ignored.
+
+        Args:
+            images: ``[B, 3, H, W]``, padded; targets: as in :meth:`step`.
+            predictions: the trained networks' on ``anchors`` (the student's, and CoLAD's partner's).
+            anchors: ``[N, 4]`` and the anchors per level.
+            autocast: the forward's precision, for the teacher.
+
+        Returns:
+            One :class:`AssignResult` per image, CoLAD's choice (logged), and the teacher's predictions
+            (None without a teacher).
+        """
+        teacher_predictions = None
+        if self.teacher is not None:
+            with autocast():
+                teacher_predictions = self.teacher(images, [t["size"] for t in targets])
+            teacher_predictions = teacher_predictions.float()
+        gt_boxes = [t["boxes"].to(images.device) for t in targets]
+        gt_labels = [t["labels"].to(images.device) for t in targets]
+        detached = [p.detach() for p in predictions]
+        assignments, choice = self.assign(*anchors, gt_boxes, gt_labels, detached, teacher_predictions)
+        assignments = ignore_crowds(assignments, anchors.anchors, targets, self.cfg.assign.crowd_iof_thr)
+        return assignments, choice, teacher_predictions
 
     def step(self, images: Tensor, targets: list[dict], autocast) -> tuple[Tensor, dict[str, float], dict]:
         """Forward, assignment and losses of one batch.
@@ -165,59 +217,64 @@ class Learner:
             autocast: a context manager factory for mixed precision (``contextlib.nullcontext`` for none).
 
         Returns:
-            ``(total loss, {loss name: value, CoLAD's choice}, assignment counts)``; a NaN loss and empty
-            dicts when the predictions are not finite (the caller stops the run).
+            ``(total loss, {loss name: value, CoLAD's choice}, assignment counts)``.
+
+        Raises:
+            FloatingPointError: a network's predictions are not finite (the step diverged: nothing to
+                assign). The engine stops the run on every process.
         """
-        device = images.device
         image_sizes = [t["size"] for t in targets]  # the padding is zeroed after normalising
-        with autocast():
-            outputs = self.trained(images, image_sizes)
-        detector = self.networks.model
-        anchors, num_level_anchors = detector.anchors(tuple(images.shape[-2:]), device)
-        # assignment and losses in float32, whatever the forward ran in
-        predictions = []
-        for out, net in zip(outputs, self.networks.detectors(), strict=True):
-            boxes = net.decode(anchors, out.box_deltas.float())
-            predictions.append((out.cls_logits.float(), boxes, out.iou_logits.float()))
-        if not all(torch.isfinite(p).all() for prediction in predictions for p in prediction):
-            return torch.tensor(float("nan"), device=device), {}, {}  # diverged: nothing to assign
-        teacher_predictions = None
-        if self.teacher is not None:
-            with autocast():
-                teacher_cls, teacher_boxes = self.lad.teacher_predictions(images, image_sizes)
-            teacher_predictions = (teacher_cls.float(), teacher_boxes.float())
-
-        gt_boxes = [t["boxes"].to(device) for t in targets]
-        gt_labels = [t["labels"].to(device) for t in targets]
-        detached = [(cls.detach(), boxes.detach()) for cls, boxes, _ in predictions]
-        assignments, choice = self.assign(
-            anchors, num_level_anchors, gt_boxes, gt_labels, detached, teacher_predictions
+        predictions, anchors = self.predict(images, image_sizes, autocast)
+        for i, (p, iou_logits) in enumerate(predictions):
+            for name, values in (
+                ("cls_logits", p.cls_logits),
+                ("boxes", p.boxes),
+                ("iou_logits", iou_logits),
+            ):
+                if not bool(torch.isfinite(values).all()):
+                    raise FloatingPointError(f"the predictions of network {i + 1} are not finite ({name})")
+        assignments, choice, teacher_predictions = self.label(
+            images, targets, [p for p, _ in predictions], anchors, autocast
         )
-        assignments = [
-            ignore_crowd(a, anchors, t["crowd_boxes"].to(device), self.cfg.assign.crowd_iof_thr)
-            for a, t in zip(assignments, targets, strict=True)
-        ]
+        gt_boxes = [t["boxes"].to(images.device) for t in targets]
+        losses = self.losses(predictions, assignments, gt_boxes, teacher_predictions)
+        total = sum(losses.values())
+        logs = {name: float(value.detach()) for name, value in losses.items()} | choice
+        return total, logs, assignment_counts(assignments, *anchors, gt_boxes)
 
+    def losses(
+        self,
+        predictions: list[tuple[Predictions, Tensor]],
+        assignments: list[AssignResult],
+        gt_boxes: list[Tensor],
+        teacher_predictions: Predictions | None,
+    ) -> dict[str, Tensor]:
+        """Every trained network's detection losses on the step's labels (CoLAD's partner's with the suffix
+        ``_2``), and soft-label distillation for soft / solad."""
         losses: dict[str, Tensor] = {}
-        for i, (cls, boxes, iou) in enumerate(predictions):
+        for i, (p, iou_logits) in enumerate(predictions):
             suffix = "" if i == 0 else "_2"  # CoLAD: the partner's losses, trained on the same labels
             terms = detection_losses(
-                cls, boxes, iou, assignments, gt_boxes, iou_weighted_bbox=self.iou_weighted_bbox
+                p.cls_logits,
+                p.boxes,
+                iou_logits,
+                assignments,
+                gt_boxes,
+                iou_weighted_bbox=self.iou_weighted_bbox,
             )
             losses.update({name + suffix: value for name, value in terms.items()})
         if self.cfg.distill.mode in ("soft", "solad"):
-            cls, boxes, _ = predictions[0]
+            student = predictions[0][0]
             losses.update(
                 distillation_losses(
-                    cls,
-                    boxes,
-                    *teacher_predictions,
+                    student.cls_logits,
+                    student.boxes,
+                    teacher_predictions.cls_logits,
+                    teacher_predictions.boxes,
                     assignments,
                     gt_boxes,
                     gamma=self.cfg.distill.soft_gamma,
                     weight=self.cfg.distill.soft_weight,
                 )
             )
-        total = sum(losses.values())
-        logs = {name: float(value.detach()) for name, value in losses.items()} | choice
-        return total, logs, assignment_counts(assignments, anchors, num_level_anchors, gt_boxes)
+        return losses

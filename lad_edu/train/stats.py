@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from lad_edu.anchors import level_ids
+from lad_edu.assign.batch import BatchLayout
 from lad_edu.assign.result import AssignResult
 from lad_edu.boxes import aligned_box_iou
 
@@ -31,18 +32,21 @@ def assignment_counts(
         assignments: one result per image; anchors: ``[N, 4]`` xyxy; num_level_anchors: per level.
         gt_boxes: one ``[G_b, 4]`` per image.
     """
-    levels = level_ids(num_level_anchors, device=anchors.device)
-    level_pos = torch.zeros(len(num_level_anchors), dtype=torch.float64)
-    num_gts = num_pos = without = iou_sum = 0.0
-    for result, boxes in zip(assignments, gt_boxes, strict=True):
-        pos = result.pos.nonzero().squeeze(1)
-        num_gts += result.num_gts
-        num_pos += len(pos)
-        without += float((result.positives_per_gt() == 0).sum())
-        gt = result.gt_inds[pos] - 1
-        iou_sum += float(aligned_box_iou(anchors[pos], boxes[gt].to(anchors.dtype)).sum())
-        level_pos += torch.bincount(levels[pos], minlength=len(num_level_anchors)).cpu().double()
-    sums = {"num_gts": num_gts, "num_pos": num_pos, "gts_without_pos": without, "iou_sum": iou_sum}
+    layout = BatchLayout.of(len(anchors), [len(boxes) for boxes in gt_boxes])
+    # every positive of the batch, as a flat anchor b·N + i, and the flat GT it learns
+    pos_anchor, pos_gt = layout.positives(torch.stack([result.gt_inds for result in assignments]))
+    _, anchor = layout.image_and_anchor(pos_anchor)
+    targets = torch.cat(gt_boxes).to(anchors.dtype).index_select(0, pos_gt)
+    iou = aligned_box_iou(anchors.index_select(0, anchor), targets)
+    positives_per_gt = torch.bincount(pos_gt, minlength=layout.num_gts)
+    levels = level_ids(num_level_anchors, device=anchors.device).index_select(0, anchor)
+    sums = {
+        "num_gts": layout.num_gts,
+        "num_pos": len(pos_anchor),
+        "gts_without_pos": int((positives_per_gt == 0).sum()),
+        "iou_sum": float(iou.double().sum()),
+    }
+    level_pos = torch.bincount(levels, minlength=len(num_level_anchors)).cpu().double()
     return {**{k: torch.tensor(v, dtype=torch.float64) for k, v in sums.items()}, "level_pos": level_pos}
 
 
