@@ -38,3 +38,55 @@ def test_readme_commands_are_make_targets_and_ci_runs_make_test():
         assert re.search(rf"^{target}:", makefile, flags=re.M)
         assert f"make {target}" in (ROOT / "README.md").read_text()
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+# docs/ARCHITECTURE.md's layers: a module may import its own layer's base modules and the layers below
+LAYERS = {
+    "boxes": 1,
+    "anchors": 1,
+    "gmm": 1,
+    "atomic": 1,
+    "scenes": 1,
+    "data": 2,
+    "model": 2,
+    "assign": 2,
+    "losses": 3,
+    "viz": 3,
+    "train": 4,
+    "compare": 5,
+    "cli": 6,
+    "demo": 5,
+}
+
+
+def test_imports_point_down_the_layers_of_the_house_plan():
+    package = ROOT / "lad_edu"
+    wrong = []
+    for path in package.rglob("*.py"):
+        top = path.relative_to(package).parts[0].removesuffix(".py")
+        if top not in LAYERS:
+            continue
+        for imported in re.findall(r"^\s*(?:from|import) lad_edu\.(\w+)", path.read_text(), flags=re.M):
+            if imported != top and LAYERS[imported] >= LAYERS[top] and LAYERS[top] > 1:
+                wrong.append(f"{path.relative_to(ROOT)} imports lad_edu.{imported}")
+            if LAYERS[top] == 1 and LAYERS[imported] > 1:
+                wrong.append(f"{path.relative_to(ROOT)} imports lad_edu.{imported}")
+    assert not wrong, wrong
+    assert {p.name.removesuffix(".py") for p in package.iterdir() if p.name != "__init__.py"} - {
+        "__pycache__",
+        "configs",
+    } <= set(LAYERS), "a new top-level module needs its layer in docs/ARCHITECTURE.md and LAYERS"
+
+
+def test_no_file_cites_notes_outside_the_repository():
+    cited = re.compile(r"assigners\.md|STYLE\.md|shared/|(?<!docs/)ARCHITECTURE\.md")
+    files = [*ROOT.glob("lad_edu/**/*.py"), *ROOT.glob("benchmarks/*.py"), *ROOT.glob("notebooks/*.ipynb")]
+    files += [*ROOT.glob("tests/*.py"), ROOT / "README.md"]
+    offending = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in files
+        if path.name != "test_project.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if cited.search(line)
+    ]
+    assert not offending, offending
