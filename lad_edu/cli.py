@@ -6,6 +6,8 @@
     lad-edu eval --checkpoint PATH [--data ROOT] [--out DIR] [--partner] [--set key=value ...]
     lad-edu assign [--assigner fixed|atss|paa] [--config NAME] [--checkpoint PATH] [--data ROOT]
                    [--split val] [--index 0] [--out assignment.png] [--set key=value ...]
+    lad-edu compare [--data ROOT] [--strategies fixed,atss,paa,lad] [--seeds 1] [--epochs N]
+                    [--config NAME] [--set key=value ...] [--out runs/compare] [--jobs auto]
 
 ``train`` and ``eval`` default ``--data`` to the config's ``data.root`` (the classroom dataset under
 ``data/``, written on first use). ``train --out`` defaults to ``runs/<config name>``. Under ``torchrun``
@@ -13,6 +15,9 @@ every process runs the same command (see :mod:`lad_edu.train.distributed`).
 
 ``assign`` draws the labels training gives one image (:func:`assignment`): the run's assigner with its
 options, crowd regions ignored; ``--assigner`` picks another.
+
+``compare`` trains every strategy on the same data, schedule and seeds and writes a report with figures
+(:mod:`lad_edu.compare`).
 
 ``train`` refuses a ``--out`` that already holds a run unless ``--resume`` (continue it) or ``--overwrite``
 (replace it) is given; ``--resume`` of a finished run says so and where its results are, and exits 0.
@@ -196,7 +201,8 @@ def _assign(args: argparse.Namespace) -> None:
     print(f"{title}\nwritten to {args.out}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lad-edu`` parser: one sub-command per line of the module docstring."""
     parser = argparse.ArgumentParser(
         prog="lad-edu", description="Label assignment, from the classroom to COCO."
     )
@@ -242,24 +248,35 @@ def main(argv: list[str] | None = None) -> None:
     assign.add_argument("--out", type=Path, default=Path("assignment.png"))
     assign.add_argument("--set", **overrides)
 
-    args = parser.parse_args(argv)
+    from lad_edu.compare import add_compare_arguments
+
+    compare = commands.add_parser("compare", help="train several strategies side by side and report")
+    add_compare_arguments(compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.command == "make-data":
         root = make_classroom_dataset(args.out, num_train=args.train, num_val=args.val, seed=args.seed)
         print(f"classroom dataset written to {root}")
         return
+    from lad_edu.compare import RunFailedError, run_compare
     from lad_edu.train.checkpoint import CheckpointError
     from lad_edu.train.engine import NonFiniteLossError, RunInterrupted
     from lad_edu.train.run_dir import RunDirError
 
-    commands = {"train": _train, "eval": _eval, "assign": _assign}
+    commands = {"train": _train, "eval": _eval, "assign": _assign, "compare": run_compare}
     try:
         commands[args.command](args)
-    except (ValueError, OSError, CheckpointError, NonFiniteLossError, RunDirError) as error:
+    except (ValueError, OSError, CheckpointError, NonFiniteLossError, RunDirError, RunFailedError) as error:
         sys.exit(f"lad-edu {args.command}: error: {_one_line(error)}")
     except KeyboardInterrupt as interrupt:
         line = f"lad-edu {args.command}: interrupted"
         if isinstance(interrupt, RunInterrupted):
             line += f": {interrupt}; resume with: {_resume_command(sys.argv[1:] if argv is None else argv)}"
+        elif args.command == "compare":
+            line += ": finished runs are kept, the others have checkpoints; run the same command to resume"
         print(line, file=sys.stderr)
         sys.exit(130)  # the shell's code for "ended by SIGINT"
 

@@ -106,3 +106,87 @@ def test_functions_draw_into_a_given_ax(scene):
     fig, ax = plt.subplots()
     assert viz.draw_boxes(None, gt_boxes, names, image_size=DEMO_IMAGE_SIZE, ax=ax) is fig
     plt.close(fig)
+
+
+# the comparison's figures (lad_edu.compare), from the inputs it documents
+
+
+def test_seed_mean_std_skips_missing_values():
+    mean, std = viz.seed_mean_std([[1.0, None, None], [3.0, 2.0, None]])
+    assert mean[:2].tolist() == [2.0, 2.0] and std[0] == pytest.approx(2**0.5)
+    assert torch.isnan(torch.tensor(std[1])) and torch.isnan(torch.tensor(mean[2]))
+
+
+def test_plot_ap_by_strategy(tmp_path):
+    fig = viz.plot_ap_by_strategy({"fixed": [10.0, 12.0], "paa": [15.0, 14.0], "lad": [None, 16.5]})
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert labels == ["11.0 ± 1.4", "14.5 ± 0.7", "16.5"]
+    save(fig, tmp_path, "compare_ap")
+
+
+def _train_rows(seed: int, extra: dict) -> list[dict]:
+    return [
+        {"global_iter": i, "loss_cls": 1.0 / i + seed, "loss_bbox": 0.5, "loss_iou": 0.3, **extra}
+        for i in range(1, 11)
+    ]
+
+
+def test_plot_loss_curves_has_the_common_terms_and_the_total(tmp_path):
+    curves = {
+        "paa": [_train_rows(0, {}), _train_rows(1, {})],
+        "soft": [_train_rows(0, {"loss_soft_cls": 0.2})],
+    }
+    fig = viz.plot_loss_curves(curves)
+    assert [ax.get_title() for ax in fig.axes] == [
+        "loss_cls",
+        "loss_bbox",
+        "loss_iou",
+        "total (what the run minimised)",
+    ]
+    assert fig.axes[3].lines[2].get_ydata()[0] == pytest.approx(1.0 + 0.5 + 0.3 + 0.2)  # soft's own terms
+    save(fig, tmp_path, "compare_losses")
+
+
+def test_plot_positives_vs_size_and_level_share(tmp_path):
+    by_size = {"fixed": [[1.0, 3.0, 9.0], [1.2, 3.5, 8.0]], "atss": [[None, 8.0, 9.0], [5.0, 9.0, 9.5]]}
+    fig = viz.plot_positives_vs_size(by_size, ["< 16", "16-32", ">= 32"], num_gts=[3, 10, 7])
+    assert "n = 3" in fig.axes[0].get_xticklabels()[0].get_text()
+    save(fig, tmp_path, "compare_size")
+    shares = {"fixed": [[0.5, 0.3, 0.2, 0.0, 0.0]], "paa": [[0.6, 0.3, 0.1, 0.0, 0.0]]}
+    fig = viz.plot_level_share(shares, strides=[8, 16, 32, 64, 128])
+    assert fig.axes[0].get_xticklabels()[0].get_text() == "P3\nstride 8"
+    save(fig, tmp_path, "compare_levels")
+
+
+def test_draw_strategies_side_by_side_marks_gts_without_positive(scene, tmp_path):
+    image, gt_boxes, names, anchors, nla, fixed, atss, paa = scene
+    from lad_edu.assign import AssignResult
+
+    gt_inds = torch.where(atss.gt_inds == 1, 0, atss.gt_inds)  # GT 0 loses its positives
+    dropped = AssignResult(gt_inds, atss.max_iou, atss.labels, atss.num_gts)
+    results = {"fixed": fixed, "atss, GT 0 dropped": dropped, "paa": paa}
+    fig = viz.draw_strategies_side_by_side(
+        image, anchors, nla, gt_boxes, results, strides=[8, 16, 32, 64, 128]
+    )
+    assert len(fig.axes) == 3 * len(nla)
+    rows = [fig.axes[i * len(nla)] for i in range(3)]
+    assert [ax.get_ylabel().split("\n")[0] for ax in rows] == list(results)
+    assert "every GT has one" in rows[0].get_ylabel() and "1 GT(s) without" in rows[1].get_ylabel()
+    assert [sum(line.get_marker() == "X" for line in ax.lines) for ax in rows] == [0, 1, 0]
+    save(fig, tmp_path, "compare_side_by_side")
+
+
+def test_plot_colad_timeline(tmp_path):
+    rows = [
+        {
+            "global_iter": i,
+            "rho_1": 0.5 + 0.01 * i,
+            "rho_2": 0.6,
+            "teacher_2": float(i < 5),
+            "teacher_share_2": None,
+        }
+        for i in range(1, 11)
+    ]
+    fig = viz.plot_colad_timeline(rows)
+    assert len(fig.axes) == 2
+    save(fig, tmp_path, "compare_colad")
