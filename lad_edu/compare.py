@@ -986,7 +986,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> dict:
-    """``lad-edu compare``: :func:`compare` with the parsed options; prints where the report is."""
+    """``lad-edu compare``: :func:`compare` with the parsed options; prints the tables, where the report and
+    its figures are, and what to do next."""
     from lad_edu.data.classroom import data_root
 
     if args.data is None:  # the default classroom data is written on first use, as for `lad-edu train`
@@ -1002,7 +1003,11 @@ def run_compare(args: argparse.Namespace) -> dict:
         jobs=args.jobs,
         overwrite=args.overwrite,
     )
+    figures = "\n".join(f"  {args.out / path}" for path in report["figures"].values())
     print(
-        f"report: {args.out / 'results.md'} ({args.out / 'results.json'}, figures in {args.out / 'figures'})"
+        "\n".join(_tables(report)) + f"\n\nreport: {args.out / 'results.md'} (and results.json)\n"
+        f"figures:\n{figures}\n\n"
+        "next: step through the rules in the notebooks (`.venv/bin/jupyter lab notebooks/`), or train one "
+        "strategy yourself (`lad-edu train --config classroom_paa`)"
     )
     return report
