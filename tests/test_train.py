@@ -363,6 +363,9 @@ def test_ctrl_c_writes_a_checkpoint_of_the_interrupted_position(tiny_data, tmp_p
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell without job control starts background commands with SIGINT ignored, and Python keeps an
+        # ignored SIGINT: give the child the default, as a terminal would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     metrics = run / "metrics.jsonl"
     deadline = time.monotonic() + 120
