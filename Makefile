@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# the classroom comparison: fixed vs ATSS vs PAA vs LAD trained side by side (writes data/ and runs/compare/)
 demo: $(STAMP)
-	$(PY) -m lad_edu.demo
+	$(PY) -m lad_edu.cli compare
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lad_edu tests benchmarks

@@ -1,10 +1,10 @@
 """``lad-edu compare``: train several assignment strategies on the same data, network, schedule and seeds,
 and report what each one gave and what each one did to the anchors.
 
-A *strategy* is one base config (default ``classroom_paa``) with two fields changed, the assigner and the
-distillation mode; nothing else differs between the runs of a comparison, so a difference in AP is a
-difference of assignment (and, for the LAD family, of who predicts for the assigner; LAD's box loss is
-also not IoU-weighted, as in MMDetection's ``LADHead``):
+A *strategy* is one base config (default ``classroom_compare``: ``classroom_paa`` at 128 px) with two
+fields changed, the assigner and the distillation mode; nothing else differs between the runs of a
+comparison, so a difference in AP is a difference of assignment (and, for the LAD family, of who predicts
+for the assigner; LAD's box loss is also not IoU-weighted, as in MMDetection's ``LADHead``):
 
 ==========  ======================  ================  ==================================================
 strategy    ``assign.assigner``     ``distill.mode``  teacher
@@ -885,7 +885,7 @@ def compare(
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
     seeds: int = 1,
     epochs: int | None = None,
-    config: str = "classroom_paa",
+    config: str = "classroom_compare",
     overrides: Sequence[str] = (),
     out: str | Path = "runs/compare",
     jobs: int | str = "auto",
@@ -974,7 +974,9 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--epochs", type=int, default=None, help="training epochs, lr steps scaled (default: config's)"
     )
-    parser.add_argument("--config", default="classroom_paa", help="base config, shipped name or .yaml path")
+    parser.add_argument(
+        "--config", default="classroom_compare", help="base config (default classroom_compare)"
+    )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field of every run"
     )
