@@ -137,7 +137,7 @@ def test_another_config_in_the_same_out_is_refused_naming_the_keys(compared, dat
 
 def test_a_run_killed_midway_is_resumed(data, tmp_path):
     (spec,) = plan_runs(
-        config="classroom_paa",
+        config="classroom_compare",  # compare's default, as run() below uses
         overrides=[f"data.root={data}", *TINY],
         strategies=["fixed"],
         seeds=1,
