@@ -13,16 +13,8 @@ from lad_edu.model import ModelConfig, build_detector
 from lad_edu.train.config import TrainConfig
 from lad_edu.train.engine import autocast_factory
 from lad_edu.train.learner import Learner, Networks
+from tests.test_model import TINY  # the tiny network of the model tests
 
-TINY = dict(
-    backbone="small",
-    frozen_stages=-1,
-    norm_eval=False,
-    fpn_channels=16,
-    head_channels=16,
-    stacked_convs=1,
-    gn_groups=4,
-)
 SIZES = [(50, 70), (64, 81)]  # neither a multiple of 32: the batch is 64 x 96
 
 
