@@ -1,0 +1,61 @@
+"""Pictures of label assignment, for the notebooks and the command line.
+
+Every function draws one idea, returns the matplotlib ``Figure`` and takes an optional ``ax`` (or
+``axes``) to draw into, so figures can be composed. Colours: GT ``k`` is ``tab10`` colour ``k``
+everywhere; negatives are light grey; ignored anchors are hollow black circles.
+
+* :func:`draw_boxes` — GT boxes (and optionally anchors) over the image.
+* :func:`draw_assignment_levels` — positive / negative / ignored anchors, one panel per FPN level.
+* :func:`draw_iou_matrix` — the GT x anchor IoU matrix as a heat map.
+* :func:`draw_iou_histograms` — per GT, the IoU of its candidate anchors with the threshold(s) drawn.
+* :func:`draw_cost_gmm` — PAA: one GT's candidate costs, the two fitted Gaussians and the cut.
+* :func:`draw_assignment_diff` — two strategies on one image: anchors that flip, positives per GT.
+
+For the comparison of strategies (:mod:`lad_edu.compare`; one colour per strategy, :func:`strategy_colors`,
+means and error bars over seeds, :func:`seed_mean_std`):
+
+* :func:`plot_ap_by_strategy` — AP per strategy, with the seeds' spread.
+* :func:`plot_loss_curves` — training losses against the iteration.
+* :func:`plot_positives_vs_size` — positives per GT against object size.
+* :func:`plot_level_share` — the share of positives on each pyramid level.
+* :func:`draw_strategies_side_by_side` — one image labelled by every strategy, GTs without a positive marked.
+* :func:`plot_colad_timeline` — CoLAD's ρ of both networks and which one taught.
+"""
+
+from lad_edu.viz.assignment import (
+    draw_assignment_diff,
+    draw_assignment_levels,
+    draw_boxes,
+    draw_cost_gmm,
+    draw_iou_histograms,
+    draw_iou_matrix,
+)
+from lad_edu.viz.common import gt_color
+from lad_edu.viz.comparison import (
+    draw_strategies_side_by_side,
+    plot_ap_by_strategy,
+    plot_colad_timeline,
+    plot_level_share,
+    plot_loss_curves,
+    plot_positives_vs_size,
+    seed_mean_std,
+    strategy_colors,
+)
+
+__all__ = [
+    "gt_color",
+    "draw_boxes",
+    "draw_assignment_levels",
+    "draw_iou_matrix",
+    "draw_iou_histograms",
+    "draw_cost_gmm",
+    "draw_assignment_diff",
+    "strategy_colors",
+    "seed_mean_std",
+    "plot_ap_by_strategy",
+    "plot_loss_curves",
+    "plot_positives_vs_size",
+    "plot_level_share",
+    "draw_strategies_side_by_side",
+    "plot_colad_timeline",
+]
