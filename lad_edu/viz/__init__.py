@@ -30,7 +30,7 @@ from lad_edu.viz.assignment import (
     draw_iou_histograms,
     draw_iou_matrix,
 )
-from lad_edu.viz.common import gt_color
+from lad_edu.viz.common import gt_color, save_png
 from lad_edu.viz.comparison import (
     draw_strategies_side_by_side,
     plot_ap_by_strategy,
@@ -44,6 +44,7 @@ from lad_edu.viz.comparison import (
 
 __all__ = [
     "gt_color",
+    "save_png",
     "draw_boxes",
     "draw_assignment_levels",
     "draw_iou_matrix",

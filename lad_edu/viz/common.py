@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from PIL import Image
 from torch import Tensor
+
+from lad_edu.atomic import atomic_open
 
 NEGATIVE_COLOR = "0.85"
 
@@ -43,3 +48,18 @@ def _show_image(ax: Axes, image: Tensor | None, image_size: tuple[int, int] | No
 
 def _gt_names(num_gts: int, names: list[str] | None) -> list[str]:
     return list(names) if names is not None else [f"GT {k}" for k in range(num_gts)]
+
+
+def save_png(figure: Figure, path, *, dpi: int = 110, colors: int = 256) -> None:
+    """Write ``figure`` as a palette PNG of at most ``colors`` colours, atomically.
+
+    A figure of flat colours and lines fits a 256-colour palette without visible change, at a tenth of the
+    size of a true-colour PNG (the comparison's side-by-side figure: about 0.25 MB instead of 2.5 MB), so
+    report figures can be committed and embedded in a README.
+    """
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    buffer.seek(0)
+    image = Image.open(buffer).convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+    with atomic_open(path, "wb") as f:
+        image.save(f, format="PNG", optimize=True)

@@ -1,0 +1,146 @@
+"""The report of a comparison: results.md's tables and the figures (PNG)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from lad_edu.compare.measure import Picture, read_metrics
+from lad_edu.compare.plan import RunSpec
+
+COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # the table's columns
+
+
+def _cell(stat: dict, scale: float = 1.0, digits: int = 1) -> str:
+    """``"mean ± std"`` of a summary entry (``"—"``: nothing measured)."""
+    mean, std = stat["mean"], stat["std"]
+    if mean is None:
+        return "—"
+    return f"{scale * mean:.{digits}f}" + ("" if std is None else f" ± {scale * std:.{digits}f}")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _spread(stat: dict) -> list[dict]:
+    """A summary entry of lists, ``{"mean": [...], "std": [...]}``, as one ``{"mean", "std"}`` per entry."""
+    return [{"mean": m, "std": d} for m, d in zip(stat["mean"], stat["std"], strict=True)]
+
+
+def tables(report: dict) -> list[str]:
+    """The three tables of ``results.md``: AP, the assignment during training, positives by size."""
+    settings, bins = report["settings"], report["size_bins"]
+    summaries = {name: entry["summary"] for name, entry in report["strategies"].items()}
+    ap = [
+        [name, *(_cell(s[k], 100) for k in COCO_KEYS), _cell(s["train_seconds"], 1 / 60)]
+        for name, s in summaries.items()
+    ]
+    training = [
+        [
+            name,
+            _cell(s["pos_per_gt"], digits=2),
+            _cell(s["gts_without_pos"], 100),
+            _cell(s["pos_iou"], digits=2),
+        ]
+        + [_cell(share, 100) for share in _spread(s["level_share"])]
+        for name, s in summaries.items()
+    ]
+    by_size = [
+        [name, *(_cell(value, digits=2) for value in _spread(s["pos_per_gt_by_size"]))]
+        for name, s in summaries.items()
+    ]
+    levels = [f"P{round(math.log2(stride))} share (%)" for stride in settings["strides"]]
+    sizes = [f"{label} ({n} GTs)" for label, n in zip(bins["labels"], bins["num_gts"], strict=True)]
+    return [
+        f"## COCO box AP on the validation images (x 100, mean ± std over {len(settings['seeds'])} seed(s))",
+        "",
+        *_table(["strategy", *COCO_KEYS, "train min"], ap),
+        "",
+        "—: nothing to measure (pycocotools' -1; COCO's size ranges are absolute areas). Train minutes: "
+        "wall time of the run's process, which shares the cores with the other runs when jobs > 1.",
+        "",
+        "## What the assigners did during training (last epoch)",
+        "",
+        *_table(
+            ["strategy", "positives / GT", "GTs without a positive (%)", "IoU of positives", *levels],
+            training,
+        ),
+        "",
+        f"## Positives per GT by object size (first {settings['size_images']} validation images, final "
+        "checkpoints; sqrt(area) in input pixels, cut at each level's anchor side)",
+        "",
+        *_table(["strategy", *sizes], by_size),
+        "",
+        "lad and solad label with their teacher, the final `paa` checkpoint of their seed, so here (and in "
+        "the side-by-side figure) their labels are the `paa` run's own; during training they differed, as "
+        "the `paa` network was still learning.",
+    ]
+
+
+def markdown(report: dict) -> str:
+    """``results.md``: the settings, the tables, the figures."""
+    settings = report["settings"]
+    intro = (
+        f"Base config `{settings['config']}`, overrides {settings['overrides'] or 'none'}; data "
+        f"`{settings['data']}` ({settings['train_images']} training, {settings['val_images']} validation "
+        f"images); {settings['epochs']} epoch(s), lr steps after epochs {settings['milestones']}; seeds "
+        f"{settings['seeds']}. Every strategy trained on the same data, network, schedule and seeds; only "
+        "the assignment differs (soft, lad, solad: the teacher is the `paa` run of the same seed). The "
+        "numbers are what the runs gave: no strategy was tuned."
+    )
+    figures = [f"![{name}]({path})" for name, path in report["figures"].items()]
+    return "\n".join(
+        ["# Label assignment compared", "", intro, "", *tables(report), "", "## Figures", "", *figures, ""]
+    )
+
+
+def write_figures(report: dict, specs: Sequence[RunSpec], picture: Picture, out: Path) -> dict[str, str]:
+    """Every figure of the report as ``out/figures/<name>.png``; returns ``{name: path relative to out}``."""
+    import matplotlib.pyplot as plt
+
+    from lad_edu import viz
+
+    strategies = report["strategies"]
+    runs = {name: entry["runs"] for name, entry in strategies.items()}
+    cfg = specs[0].cfg
+    figures = {
+        "ap": viz.plot_ap_by_strategy(
+            {
+                name: [None if r["coco"]["AP"] is None else 100 * r["coco"]["AP"] for r in rs]
+                for name, rs in runs.items()
+            }
+        ),
+        "loss_curves": viz.plot_loss_curves(
+            {name: [read_metrics(Path(r["run_dir"]), "train") for r in rs] for name, rs in runs.items()}
+        ),
+        "positives_vs_size": viz.plot_positives_vs_size(
+            {name: [r["assignment"]["pos_per_gt_by_size"] for r in rs] for name, rs in runs.items()},
+            report["size_bins"]["labels"],
+            report["size_bins"]["num_gts"],
+        ),
+        "level_share": viz.plot_level_share(
+            {name: [r["assignment"]["level_share"] for r in rs] for name, rs in runs.items()},
+            cfg.model.strides,
+        ),
+        "side_by_side": viz.draw_strategies_side_by_side(
+            picture.image,
+            picture.anchors,
+            picture.num_level_anchors,
+            picture.gt_boxes,
+            {name: picture.results[name] for name in strategies},
+            cfg.model.strides,
+        ),
+    }
+    if "colad" in strategies:
+        colad = next(spec for spec in specs if spec.strategy == "colad" and spec.seed == 0)
+        figures["colad_timeline"] = viz.plot_colad_timeline(read_metrics(colad.run_dir, "train"))
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, figure in figures.items():
+        paths[name] = f"figures/{name}.png"
+        viz.save_png(figure, out / paths[name])
+        plt.close(figure)
+    return paths
