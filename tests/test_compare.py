@@ -105,6 +105,19 @@ def test_each_lad_run_learns_from_the_paa_run_of_its_seed(compared):
         assert (saved["distill"]["mode"], saved["seed"]) == ("lad", seed)
 
 
+def test_a_given_teacher_checkpoint_teaches_the_lad_run_without_a_paa_run(compared, data, tmp_path):
+    """The paper's Table 3 setting: a trained network (here the other comparison's paa run) teaches."""
+    out, _ = compared
+    teacher = out / "paa" / "seed1" / "checkpoint.pt"
+    report = run(data, tmp_path, strategies=["lad"], seeds=1, teacher=teacher)
+    assert list(report["strategies"]) == ["lad"] and report["settings"]["teacher"] == str(teacher)
+    saved = yaml.safe_load((tmp_path / "lad" / "seed0" / "config.yaml").read_text())
+    assert saved["distill"]["teacher_checkpoint"] == str(teacher)
+    assert f"the teacher is `{teacher}`" in (tmp_path / "results.md").read_text()
+    with pytest.raises(ValueError, match="--teacher .*no such checkpoint"):
+        run(data, tmp_path / "other", strategies=["lad"], teacher=tmp_path / "missing.pt")
+
+
 def test_detections_carry_the_datasets_category_ids(compared):
     _, report = compared
     for entry in report["strategies"].values():

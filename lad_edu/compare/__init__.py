@@ -21,7 +21,9 @@ any other   the assigner so named   none              (a name of :data:`lad_edu.
 
 The LAD family's teacher is the ``paa`` run of its seed, trained first: the paper's "same-size teacher"
 setting (a teacher of the student's own architecture and schedule). Asking for ``lad`` (or ``soft``,
-``solad``) without ``paa`` adds ``paa`` to the comparison, as it is trained anyway.
+``solad``) without ``paa`` adds ``paa`` to the comparison, as it is trained anyway. ``teacher``
+(``--teacher``) names a run checkpoint to learn from instead, say a smaller network's (the paper's Table 3:
+a small teacher helps a larger student); then no run waits for another.
 
 Seeds ``0 .. seeds-1`` (``seed=k``) are given to every strategy. ``epochs`` overrides ``optim.epochs`` and
 scales ``optim.milestones`` with it: each milestone ``m`` of an ``E``-epoch schedule becomes
@@ -56,8 +58,8 @@ The report directory ``out``::
 
 ``results.json``::
 
-    {"settings": {"config", "overrides", "data", "train_images", "val_images", "strategies", "seeds",
-                  "epochs", "milestones", "strides", "size_images"},
+    {"settings": {"config", "overrides", "data", "train_images", "val_images", "strategies", "teacher",
+                  "seeds", "epochs", "milestones", "strides", "size_images"},
      "size_bins": {"labels": [...], "edges": [...], "num_gts": [...]},
      "strategies": {name: {
          "summary": {key: {"mean", "std"}},        # over seeds; std null with one seed

@@ -35,6 +35,7 @@ def compare(
     overwrite: bool = False,
     size_images: int = 100,
     progress: bool = True,
+    teacher: str | Path | None = None,
 ) -> dict:
     """Train ``strategies`` x ``seeds`` on one base config and write the report (see the module docstring).
 
@@ -49,6 +50,8 @@ def compare(
         overwrite: train again the runs in ``out`` whose config differs (else an error).
         size_images: validation images labelled for positives per GT by size.
         progress: show the progress bars (the line per finished run is printed either way).
+        teacher: the LAD family's teacher, a run checkpoint (say, a smaller network's: the paper's Table 3),
+            instead of the ``paa`` run of the same seed.
 
     Returns:
         The report, as written to ``out/results.json``.
@@ -61,7 +64,13 @@ def compare(
     out = Path(out)
     sets = [f"data.root={json.dumps(str(data))}", *overrides] if data is not None else list(overrides)
     specs = plan_runs(
-        config=config, overrides=sets, strategies=strategies, seeds=seeds, epochs=epochs, out=out
+        config=config,
+        overrides=sets,
+        strategies=strategies,
+        seeds=seeds,
+        epochs=epochs,
+        out=out,
+        teacher=teacher,
     )
     train_set, val_set = load_data(specs[0].cfg)
     states = {spec.key: run_state(spec, overwrite) for spec in specs}  # every refusal before any training
@@ -77,7 +86,8 @@ def compare(
         "data": cfg.data.root,
         "train_images": len(train_set),
         "val_images": len(val_set),
-        "strategies": strategy_names(strategies),
+        "strategies": strategy_names(strategies, teacher),
+        "teacher": None if teacher is None else str(teacher),
         "seeds": list(range(seeds)),
         "epochs": cfg.optim.epochs,
         "milestones": list(cfg.optim.milestones),
@@ -128,6 +138,12 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="train again runs in --out of another config"
     )
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="teacher of soft / lad / solad: a run checkpoint (default: the paa run of the same seed)",
+    )
 
 
 def run_compare(args: argparse.Namespace) -> dict:
@@ -147,6 +163,7 @@ def run_compare(args: argparse.Namespace) -> dict:
         out=args.out,
         jobs=args.jobs,
         overwrite=args.overwrite,
+        teacher=args.teacher,
     )
     figures = "\n".join(f"  {args.out / path}" for path in report["figures"].values())
     print(

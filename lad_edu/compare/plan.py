@@ -50,9 +50,9 @@ class RunSpec:
         return f"{self.strategy}/seed{self.seed}"
 
 
-def strategy_names(requested: Sequence[str]) -> list[str]:
+def strategy_names(requested: Sequence[str], teacher: str | Path | None = None) -> list[str]:
     """The strategies to report, in the order asked, with ``paa`` added first when a LAD-family strategy
-    needs it as teacher.
+    needs it as teacher (not when ``teacher``, a checkpoint, teaches instead).
 
     >>> strategy_names(["fixed", "lad"])
     ['paa', 'fixed', 'lad']
@@ -66,21 +66,27 @@ def strategy_names(requested: Sequence[str]) -> list[str]:
         if name not in valid:
             raise ValueError(f"unknown strategy {name!r}; valid strategies: {', '.join(valid)}")
     names = list(dict.fromkeys(requested))
-    if any(name in WITH_TEACHER for name in names) and TEACHER not in names:
+    if teacher is None and any(name in WITH_TEACHER for name in names) and TEACHER not in names:
         names.insert(0, TEACHER)
     return names
 
 
-def strategy_overrides(name: str, seed: int, out: Path, base: TrainConfig) -> list[str]:
-    """The ``key=value`` overrides that turn the base config into strategy ``name`` (see the module table).
+def strategy_overrides(
+    name: str, seed: int, out: Path, base: TrainConfig, teacher: str | Path | None = None
+) -> list[str]:
+    """The ``key=value`` overrides that turn the base config into strategy ``name`` (see the module table);
+    ``teacher``: the LAD family's teacher checkpoint instead of the ``paa`` run of the same seed.
 
     >>> strategy_overrides("lad", 1, Path("runs/cmp"), TrainConfig())
     ['assign.assigner=paa', 'distill.mode=lad', 'distill.teacher_checkpoint=runs/cmp/paa/seed1/checkpoint.pt']
+    >>> strategy_overrides("lad", 1, Path("runs/cmp"), TrainConfig(), teacher="small/paa.pt")[-1]
+    'distill.teacher_checkpoint=small/paa.pt'
     """
     assigner, mode = STRATEGIES.get(name, (name, "none"))
     overrides = [f"assign.assigner={assigner}", f"distill.mode={mode}"]
     if name in WITH_TEACHER:
-        overrides.append(f"distill.teacher_checkpoint={out / TEACHER / f'seed{seed}' / 'checkpoint.pt'}")
+        checkpoint = teacher if teacher is not None else out / TEACHER / f"seed{seed}" / "checkpoint.pt"
+        overrides.append(f"distill.teacher_checkpoint={checkpoint}")
     if mode == "colad":
         overrides.append(f"distill.teacher_backbone={base.model.backbone}")
     return overrides
@@ -111,8 +117,10 @@ def plan_runs(
     seeds: int,
     epochs: int | None,
     out: Path,
+    teacher: str | Path | None = None,
 ) -> list[RunSpec]:
-    """Every run of the comparison, teachers first (so that the LAD family can start early).
+    """Every run of the comparison, teachers first (so that the LAD family can start early); with
+    ``teacher`` (a checkpoint) the LAD family learns from it and waits for no run.
 
     Raises:
         ConfigError: a bad ``config`` or ``overrides`` (naming the key).
@@ -120,15 +128,18 @@ def plan_runs(
     """
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
-    names = strategy_names(strategies)
+    if teacher is not None and not Path(teacher).is_file():
+        raise ValueError(f"--teacher {teacher}: no such checkpoint; give a lad-edu run's checkpoint.pt")
+    names = strategy_names(strategies, teacher)
     base = load_config(config, overrides)
     shared = [*overrides, *schedule_overrides(base.optim, epochs)]
     specs = []
     for seed in range(seeds):
         for name in names:
-            cfg = load_config(config, [*shared, *strategy_overrides(name, seed, out, base), f"seed={seed}"])
-            teacher = f"{TEACHER}/seed{seed}" if name in WITH_TEACHER else None
-            specs.append(RunSpec(name, seed, out / name / f"seed{seed}", cfg, teacher))
+            changes = strategy_overrides(name, seed, out, base, teacher)
+            cfg = load_config(config, [*shared, *changes, f"seed={seed}"])
+            waits_for = f"{TEACHER}/seed{seed}" if name in WITH_TEACHER and teacher is None else None
+            specs.append(RunSpec(name, seed, out / name / f"seed{seed}", cfg, waits_for))
     return sorted(specs, key=lambda spec: spec.strategy != TEACHER)  # stable: then seed by seed
 
 

@@ -74,10 +74,22 @@ def tables(report: dict) -> list[str]:
         "",
         *_table(["strategy", *sizes], by_size),
         "",
+        _teacher_note(settings.get("teacher")),
+    ]
+
+
+def _who_teaches(teacher: str | None) -> str:
+    return "the `paa` run of the same seed" if teacher is None else f"`{teacher}`"
+
+
+def _teacher_note(teacher: str | None) -> str:
+    if teacher is not None:
+        return f"soft, lad and solad learned from {_who_teaches(teacher)}, a trained network."
+    return (
         "lad and solad label with their teacher, the final `paa` checkpoint of their seed, so here (and in "
         "the side-by-side figure) their labels are the `paa` run's own; during training they differed, as "
-        "the `paa` network was still learning.",
-    ]
+        "the `paa` network was still learning."
+    )
 
 
 def markdown(report: dict) -> str:
@@ -88,8 +100,8 @@ def markdown(report: dict) -> str:
         f"`{settings['data']}` ({settings['train_images']} training, {settings['val_images']} validation "
         f"images); {settings['epochs']} epoch(s), lr steps after epochs {settings['milestones']}; seeds "
         f"{settings['seeds']}. Every strategy trained on the same data, network, schedule and seeds; only "
-        "the assignment differs (soft, lad, solad: the teacher is the `paa` run of the same seed). The "
-        "numbers are what the runs gave: no strategy was tuned."
+        f"the assignment differs (soft, lad, solad: the teacher is {_who_teaches(settings.get('teacher'))}). "
+        "The numbers are what the runs gave: no strategy was tuned."
     )
     figures = [f"![{name}]({path})" for name, path in report["figures"].items()]
     return "\n".join(
