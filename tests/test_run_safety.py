@@ -350,3 +350,15 @@ def test_kill_9_loses_at_most_checkpoint_every_iterations_and_resumes_exactly(da
     assert got == expected  # the same losses, iteration by iteration, and the same evaluation
     train_rows = [(r["epoch"], r["iter"]) for r in got if r["kind"] == "train"]
     assert len(train_rows) == len(set(train_rows)) == 8  # no duplicate rows
+
+
+def test_run_interrupted_reaches_a_parent_process_whole():
+    """``lad-edu compare`` trains in worker processes: Ctrl-C's exception is pickled back to the parent."""
+    import pickle
+
+    from lad_edu.train.engine import RunInterrupted
+
+    error = RunInterrupted(Path("runs/x/checkpoint.pt"), 2, 7)
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is RunInterrupted and str(back) == str(error)
+    assert (back.checkpoint, back.epoch, back.iteration) == (error.checkpoint, 2, 7)

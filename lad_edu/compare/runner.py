@@ -66,14 +66,12 @@ def _evaluate_checkpoint(cfg: TrainConfig, run_dir: Path) -> None:
 def _train_run(spec: RunSpec, state: str) -> dict:
     """Train ``spec`` as ``state`` says, in a worker process (:func:`_train_and_time`).
 
-    Ctrl-C stops the run after the engine wrote a checkpoint of where it was; the ``KeyboardInterrupt``
-    goes back to the parent as a plain one (``RunInterrupted`` cannot be unpickled there).
+    Ctrl-C stops the run after the engine wrote a checkpoint of where it was; its ``RunInterrupted`` goes
+    back to the parent, which stops the comparison.
     """
     signal.signal(signal.SIGINT, _CTRL_C["handler"])
     try:
         return _train_and_time(spec, state)
-    except KeyboardInterrupt as interrupt:
-        raise KeyboardInterrupt(str(interrupt)) from None
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 

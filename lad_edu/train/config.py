@@ -38,6 +38,7 @@ __all__ = [
     "DataConfig",
     "DistillConfig",
     "OptimConfig",
+    "SnapshotConfig",
     "TrainConfig",
     "config_from_dict",
     "config_to_dict",
@@ -137,6 +138,17 @@ class OptimConfig:
 
 
 @dataclass
+class SnapshotConfig:
+    """Snapshots of the assignment of a few fixed validation images as training goes
+    (:mod:`lad_edu.train.snapshots`): per GT its candidates, costs, GMM and positives, in
+    ``RUN_DIR/snapshots.jsonl``. Taken before the first epoch, every ``every`` epochs and after the last.
+    """
+
+    images: tuple[int, ...] = ()  # indices into the validation split; none = no snapshots
+    every: int = 1  # epochs between snapshots
+
+
+@dataclass
 class TrainConfig:
     """Everything a run needs; saved resolved as ``RUN_DIR/config.yaml``."""
 
@@ -145,6 +157,7 @@ class TrainConfig:
     assign: AssignConfig = field(default_factory=AssignConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
     amp: str = "none"  # none | bf16 | fp16 (autocast on CUDA; bf16 also on CPU)
     seed: int = 0
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
@@ -174,6 +187,8 @@ class TrainConfig:
             ("optim.epochs", self.optim.epochs, 1),
             ("log_every", self.log_every, 1),
             ("checkpoint_every", self.checkpoint_every, 0),
+            ("snapshot.every", self.snapshot.every, 1),
+            *(("snapshot.images", index, 0) for index in self.snapshot.images),
         ]
         for key, value, least in counts:
             if value < least:

@@ -29,6 +29,9 @@ A run directory holds everything a run produces (the contract scripts and notebo
                                       iterations, at ``max_iters``, on Ctrl-C
 ``eval/detections.json``              COCO results of the last evaluation (original category ids)
 ``eval/coco_stats.json``              its 12 numbers by name (``eval_partner/`` for CoLAD's network 2)
+``snapshots.jsonl``                   with ``snapshot.images``: the assignment of those validation images
+                                      before the first epoch and every ``snapshot.every`` epochs
+                                      (:mod:`lad_edu.train.snapshots`)
 ``.lock``                             while a training writes the directory: its pid, host and start
 ====================================  =================================================================
 
@@ -36,14 +39,13 @@ A directory that holds a run is trained into again only with ``resume=True`` or 
 :mod:`lad_edu.train.run_dir`). ``resume=True`` continues from ``checkpoint.pt`` exactly: the same weights,
 optimiser momentum, learning rate and scaler, and (because batches and augmentations are drawn from the
 seed, the epoch and the image index) the very batches the interrupted run would have seen next; the
-metrics rows written after the checkpoint are dropped, as those iterations are trained again. Resuming a
-finished run trains nothing and returns ``"already_finished": True``.
+metrics rows and snapshots written after the checkpoint are dropped, as those iterations are trained again.
+Resuming a finished run trains nothing and returns ``"already_finished": True``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 import warnings
@@ -70,7 +72,8 @@ from lad_edu.train.data import eval_loader, load_datasets, train_loader
 from lad_edu.train.distributed import Dist, all_gather_objects, any_true, init_distributed, shutdown
 from lad_edu.train.evaluate import coco_evaluate, to_coco_results
 from lad_edu.train.learner import Learner, Networks, load_teacher
-from lad_edu.train.run_dir import RunLock, prepare_run_dir, truncate_metrics
+from lad_edu.train.run_dir import RunLock, prepare_run_dir, strict_json, truncate_metrics
+from lad_edu.train.snapshots import SNAPSHOTS_FILE, check_snapshot_images, take_snapshots
 from lad_edu.train.stats import summarize
 
 __all__ = [
@@ -105,7 +108,10 @@ class RunInterrupted(KeyboardInterrupt):
 
     def __init__(self, checkpoint: Path, epoch: int, iteration: int):
         super().__init__(f"checkpoint of epoch {epoch + 1}, iteration {iteration} written to {checkpoint}")
-        self.checkpoint = checkpoint
+        self.checkpoint, self.epoch, self.iteration = checkpoint, epoch, iteration
+
+    def __reduce__(self):  # pickled with its own arguments: a worker process can send it to its parent
+        return type(self), (self.checkpoint, self.epoch, self.iteration)
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
@@ -204,6 +210,7 @@ def build_run(cfg: TrainConfig, run_dir: Path, dist: Dist) -> Run:
     """The run of ``cfg`` at its beginning (epoch 0, iteration 0); :func:`restore_run_state` resumes it."""
     autocast = autocast_factory(cfg.amp, dist.device)  # refuses fp16 on a CPU before anything is loaded
     train_set, val_set = load_datasets(cfg.data)
+    check_snapshot_images(cfg, val_set)
     if dist.is_main:
         _warn_if_without_objects(train_set, val_set)
     learner = build_learner(cfg, train_set.category_ids, dist)
@@ -362,7 +369,7 @@ def save_run_state(run: Run) -> None:
 
 
 def restore_run_state(run: Run) -> None:
-    """Move ``run`` to its ``checkpoint.pt``; drop the metrics rows written after that checkpoint.
+    """Move ``run`` to its ``checkpoint.pt``; drop the metrics rows and snapshots written after it.
 
     Raises:
         CheckpointError: the file is not a complete run checkpoint.
@@ -380,6 +387,7 @@ def restore_run_state(run: Run) -> None:
     run.epoch, run.iteration = state["epoch"], state["iter"]
     if run.dist.is_main:
         truncate_metrics(run.run_dir / "metrics.jsonl", run.epoch, run.iteration)
+        truncate_metrics(run.run_dir / SNAPSHOTS_FILE, run.epoch, run.iteration)
 
 
 def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
@@ -406,7 +414,9 @@ def fit(run: Run) -> dict[str, float] | None:
     """Train from the run's position to its end: the last epoch, or ``max_iters``.
 
     Each complete epoch is checkpointed, and evaluated every ``eval_every`` epochs and after the last;
-    ``max_iters`` within an epoch writes a checkpoint too. Ctrl-C writes a checkpoint of the interrupted
+    ``max_iters`` within an epoch writes a checkpoint too. With ``snapshot.images``, the assignment of those
+    validation images is recorded before the first epoch and at the ends of epochs
+    (:func:`lad_edu.train.snapshots.take_snapshots`). Ctrl-C writes a checkpoint of the interrupted
     position, then raises :class:`RunInterrupted`.
 
     Returns:
@@ -415,10 +425,13 @@ def fit(run: Run) -> dict[str, float] | None:
     cfg, last_eval, window = run.cfg, None, LogWindow()
     with MetricsLog(run.run_dir, enabled=run.dist.is_main) as log:
         try:
+            if run.global_iter == 0:
+                take_snapshots(run)  # epoch 0: the untrained network
             while not run.finished:
                 train_one_epoch(run, log, window)
                 if run.iteration == run.iters_per_epoch:  # the epoch is complete
                     run.epoch, run.iteration = run.epoch + 1, 0
+                    take_snapshots(run)  # before the checkpoint: a resume from it never misses one
                     save_run_state(run)
                     if (cfg.eval_every and run.epoch % cfg.eval_every == 0) or run.epoch == cfg.optim.epochs:
                         last_eval = evaluate(run, log)
@@ -533,19 +546,6 @@ class LogWindow:
         }
         self._start()
         return out
-
-
-def strict_json(record: dict) -> str:
-    """``record`` as one line of strict JSON: a non-finite number (a rate with nothing to count) is null.
-
-    ``json.dumps`` writes ``NaN`` and ``Infinity`` by default, which JSON does not have (many readers
-    refuse them); COCOeval's ``-1`` ("nothing to measure") is finite and stays.
-
-    >>> strict_json({"AP": -1.0, "pos_iou": float("nan")})
-    '{"AP": -1.0, "pos_iou": null}'
-    """
-    finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
-    return json.dumps(finite, allow_nan=False)
 
 
 class MetricsLog:

@@ -6,12 +6,14 @@
 * :class:`RunLock`: ``RUN_DIR/.lock`` names the process that writes the directory, so two trainings
   cannot both write into one; a lock left by a killed process is taken over.
 * :func:`truncate_metrics`: a resumed run trains again what came after its checkpoint, so the rows
-  ``metrics.jsonl`` holds for those iterations are dropped first (no duplicates).
+  ``metrics.jsonl`` (and ``snapshots.jsonl``) hold for those iterations are dropped first (no duplicates).
+* :func:`strict_json`: the one way a row of those files is written.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -21,10 +23,19 @@ from pathlib import Path
 
 from lad_edu.atomic import atomic_open
 
-__all__ = ["RUN_FILES", "RUN_OUTPUTS", "RunDirError", "RunLock", "prepare_run_dir", "truncate_metrics"]
+__all__ = [
+    "RUN_FILES",
+    "RUN_OUTPUTS",
+    "RunDirError",
+    "RunLock",
+    "prepare_run_dir",
+    "strict_json",
+    "truncate_metrics",
+]
 
 RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "config.yaml")  # any of them: the directory holds a run
-RUN_OUTPUTS = (*RUN_FILES, "eval", "eval_partner", "tensorboard")  # all a run writes: what overwrite removes
+# all a run writes: what overwrite removes
+RUN_OUTPUTS = (*RUN_FILES, "eval", "eval_partner", "tensorboard", "snapshots.jsonl")
 
 
 class RunDirError(RuntimeError):
@@ -141,6 +152,9 @@ def _written_after(line: str) -> tuple[int, int] | None:
 def truncate_metrics(path: Path, epoch: int, iteration: int) -> None:
     """Keep the rows of ``metrics.jsonl`` written up to the checkpoint at ``(epoch, iteration)``.
 
+    Also for ``snapshots.jsonl``: a row of any other ``kind`` than ``"train"`` was written after ``epoch``
+    complete epochs.
+
     The file is rewritten atomically: a kill during the rewrite leaves the old file, never half of one.
     """
     if not path.is_file():
@@ -150,3 +164,30 @@ def truncate_metrics(path: Path, epoch: int, iteration: int) -> None:
     if len(kept) < len(lines):
         with atomic_open(path) as f:
             f.writelines(line + "\n" for line in kept)
+
+
+def strict_json(record: dict, significant: int | None = None) -> str:
+    """``record`` as one line of strict JSON: a non-finite number (a rate with nothing to count) is null.
+
+    ``json.dumps`` writes ``NaN`` and ``Infinity`` by default, which JSON does not have (many readers
+    refuse them); COCOeval's ``-1`` ("nothing to measure") is finite and stays. Nested dicts and lists are
+    written the same way; with ``significant``, every float is rounded to that many significant digits.
+
+    >>> strict_json({"AP": -1.0, "pos_iou": float("nan")})
+    '{"AP": -1.0, "pos_iou": null}'
+    >>> strict_json({"costs": [0.123456789, float("inf")]}, significant=5)
+    '{"costs": [0.12346, null]}'
+    """
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return None
+            return value if significant is None else float(f"{value:.{significant}g}")
+        return value
+
+    return json.dumps(plain(record), allow_nan=False)

@@ -20,6 +20,11 @@ means and error bars over seeds, :func:`seed_mean_std`):
 * :func:`plot_level_share` — the share of positives on each pyramid level.
 * :func:`draw_strategies_side_by_side` — one image labelled by every strategy, GTs without a positive marked.
 * :func:`plot_colad_timeline` — CoLAD's ρ of both networks and which one taught.
+
+Over training, from a run's snapshots (``lad_edu.train.snapshots.load``):
+
+* :func:`animate_cost_gmm` — one GT's costs, the two Gaussians and the cut moving over the epochs.
+* :func:`draw_cost_gmm_over_epochs` — the same, a few epochs side by side.
 """
 
 from lad_edu.viz.assignment import (
@@ -41,6 +46,7 @@ from lad_edu.viz.comparison import (
     seed_mean_std,
     strategy_colors,
 )
+from lad_edu.viz.training import animate_cost_gmm, draw_cost_gmm_over_epochs
 
 __all__ = [
     "gt_color",
@@ -59,4 +65,6 @@ __all__ = [
     "plot_level_share",
     "draw_strategies_side_by_side",
     "plot_colad_timeline",
+    "animate_cost_gmm",
+    "draw_cost_gmm_over_epochs",
 ]
