@@ -32,6 +32,7 @@ __all__ = [
     "is_run_checkpoint",
     "load_checkpoint",
     "load_run_checkpoint",
+    "load_run_detector",
     "save_checkpoint",
 ]
 
@@ -153,3 +154,22 @@ def check_category_ids(trained: Sequence[int], data: Sequence[int], what: str, d
             f"{what} was trained on category ids {_shown(trained)}, {data_what} has {_shown(data)}; "
             "a detector's labels only mean something on the categories it was trained on"
         )
+
+
+def load_run_detector(path: str | Path, overrides: Sequence[str] = ()):
+    """A run checkpoint's config (with ``overrides``), the checkpoint, and its trained network.
+
+    Returns:
+        ``(cfg, state, detector)``: the :class:`~lad_edu.train.config.TrainConfig`, the checkpoint's dict
+        (:func:`load_run_checkpoint`), and the detector with the weights loaded strictly (fp16 weights
+        load into the fp32 network).
+    """
+    from lad_edu.model import build_detector
+    from lad_edu.model.checkpoint import load_strict
+    from lad_edu.train.config import override_config
+
+    state = load_run_checkpoint(path)
+    cfg = override_config(state["config"], overrides)
+    detector = build_detector(cfg.model, len(state["category_ids"]))
+    load_strict(detector, state["model"], str(path))
+    return cfg, state, detector
