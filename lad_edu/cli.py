@@ -1,6 +1,7 @@
 """The ``lad-edu`` command line.
 
     lad-edu make-data [--out data/classroom] [--train 400] [--val 100] [--seed 0]
+    lad-edu check-data ROOT [--splits train2017,val2017] [--min-size 1]
     lad-edu train --config NAME_OR_YAML [--data ROOT] [--out RUN_DIR] [--set key=value ...]
                   [--resume | --overwrite]
     lad-edu eval --checkpoint PATH [--data ROOT] [--out DIR] [--partner] [--set key=value ...]
@@ -12,6 +13,9 @@
 ``train`` and ``eval`` default ``--data`` to the config's ``data.root`` (the classroom dataset under
 ``data/``, written on first use). ``train --out`` defaults to ``runs/<config name>``. Under ``torchrun``
 every process runs the same command (see :mod:`lad_edu.train.distributed`).
+
+``check-data`` opens every split as training would (the reader's errors, one line each) and prints what
+it holds: images, boxes, categories, images without objects, boxes not trained on and why.
 
 ``assign`` draws the labels training gives one image (:func:`assignment`): the run's assigner with its
 options, crowd regions ignored; ``--assigner`` picks another.
@@ -61,29 +65,29 @@ def _train(args: argparse.Namespace) -> None:
         print(f"{out}: epoch {result['epoch']}\n{format_stats(result['eval'])}")
 
 
+def _check_data(args: argparse.Namespace) -> None:
+    from lad_edu.data.check import check_dataset
+
+    splits = tuple(args.splits.split(",")) if args.splits else None
+    print(check_dataset(args.root, splits=splits, min_size=args.min_size))
+
+
 def _load_run(checkpoint: Path, overrides: list[str], data: Path | None):
     """The config and the trained detector of a lad_edu run checkpoint (refused, with the reason, if not)."""
-    from lad_edu.model import build_detector
-    from lad_edu.model.checkpoint import load_strict
-    from lad_edu.train.checkpoint import load_run_checkpoint
-    from lad_edu.train.config import override_config
+    from lad_edu.train.checkpoint import load_run_detector
 
-    state = load_run_checkpoint(checkpoint)
-    cfg = override_config(state["config"], overrides)
+    cfg, state, model = load_run_detector(checkpoint, overrides)
     cfg.data.root = data_root(data, cfg.data.root)
-    model = build_detector(cfg.model, len(state["category_ids"]))
-    load_strict(model, state["model"], str(checkpoint))
     return cfg, state, model
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from dataclasses import replace
-
     from lad_edu.data.coco import CocoDetection
     from lad_edu.model import build_detector
     from lad_edu.model.checkpoint import load_strict
     from lad_edu.train import evaluate_detector
     from lad_edu.train.checkpoint import check_category_ids
+    from lad_edu.train.config import other_network
     from lad_edu.train.distributed import init_distributed, shutdown
     from lad_edu.train.evaluate import format_stats
 
@@ -91,9 +95,7 @@ def _eval(args: argparse.Namespace) -> None:
     if args.partner:
         if "partner" not in state:
             raise ValueError(f"{args.checkpoint} has no second network (--partner is for CoLAD runs)")
-        model = build_detector(
-            replace(cfg.model, backbone=cfg.distill.teacher_backbone), len(state["category_ids"])
-        )
+        model = build_detector(other_network(cfg, imagenet=False), len(state["category_ids"]))
         load_strict(model, state["partner"], f"{args.checkpoint} (partner)")
     dataset = CocoDetection(cfg.data.root, cfg.data.val_split, min_size=cfg.data.min_box_size)
     check_category_ids(
@@ -216,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     make_data.add_argument("--val", type=int, default=100, help="validation images (default 100)")
     make_data.add_argument("--seed", type=int, default=0, help="the same seed writes the same dataset")
 
+    check_data = commands.add_parser("check-data", help="check a COCO-layout dataset before training on it")
+    check_data.add_argument("root", type=Path, help="dataset folder: ROOT/annotations/instances_<split>.json")
+    check_data.add_argument(
+        "--splits", default=None, help="comma-separated splits (default: every annotation file found)"
+    )
+    check_data.add_argument(
+        "--min-size", type=float, default=1.0, help="boxes narrower or lower (px) are not trained on"
+    )
+
     overrides = dict(
         action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)"
     )
@@ -266,7 +277,13 @@ def main(argv: list[str] | None = None) -> None:
     from lad_edu.train.engine import NonFiniteLossError, RunInterrupted
     from lad_edu.train.run_dir import RunDirError
 
-    commands = {"train": _train, "eval": _eval, "assign": _assign, "compare": run_compare}
+    commands = {
+        "check-data": _check_data,
+        "train": _train,
+        "eval": _eval,
+        "assign": _assign,
+        "compare": run_compare,
+    }
     try:
         commands[args.command](args)
     except (ValueError, OSError, CheckpointError, NonFiniteLossError, RunDirError, RunFailedError) as error:

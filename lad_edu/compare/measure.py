@@ -18,17 +18,9 @@ from lad_edu.train.checkpoint import load_run_checkpoint
 from lad_edu.train.config import TrainConfig, config_from_dict
 from lad_edu.train.distributed import Dist
 from lad_edu.train.labels import Labelled, labeller
+from lad_edu.train.metrics import read_metrics
 
 # what each run gave
-
-
-def read_metrics(run_dir: Path, kind: str) -> list[dict]:
-    """The rows of ``run_dir/metrics.jsonl`` of one ``kind`` (``"train"`` or ``"eval"``)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [row for row in rows if row["kind"] == kind]
 
 
 def _mean(values: Sequence[float | None]) -> float | None:

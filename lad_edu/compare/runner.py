@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from lad_edu.compare.measure import read_metrics
 from lad_edu.compare.plan import HOW, RunSpec, read_marker, write_marker
 from lad_edu.train.config import TrainConfig
 from lad_edu.train.distributed import Dist
+from lad_edu.train.metrics import read_metrics
 
 POLL_SECONDS = 2.0  # how often the progress bar reads the running runs' metrics
 

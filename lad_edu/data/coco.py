@@ -67,7 +67,7 @@ REASONS = (NON_FINITE, NEGATIVE, OUTSIDE, SMALL)
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
-def _load_json(path: Path) -> dict:
+def load_json(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: annotation file not found; expected ROOT/annotations/instances_<split>.json "
@@ -157,7 +157,7 @@ def _validate(path: Path, data: dict, image_dir: Path) -> dict[int, dict]:
     return images
 
 
-def _drop_reason(bbox: list, image: dict, min_size: float) -> str | None:
+def drop_reason(bbox: list, image: dict, min_size: float) -> str | None:
     """Why the box ``[x, y, w, h]`` of ``image`` is not trained on (one of the reasons above), or None."""
     x, y, w, h = bbox
     if not all(math.isfinite(v) for v in bbox):
@@ -229,7 +229,7 @@ class CocoDetection(torch.utils.data.Dataset):
         self.image_dir = self.root / split
         self.annotation_file = self.root / "annotations" / f"instances_{split}.json"
         self.min_size = min_size
-        data = _load_json(self.annotation_file)
+        data = load_json(self.annotation_file)
         images = _validate(self.annotation_file, data, self.image_dir)
         if any(a["id"] == 0 for a in data["annotations"]):
             # COCOeval stores a match as the GT's id, so a GT with id 0 could never be found (some export
@@ -238,7 +238,7 @@ class CocoDetection(torch.utils.data.Dataset):
         dropped = {  # annotation id -> why
             a["id"]: why
             for a in data["annotations"]
-            if (why := _drop_reason(a["bbox"], images[a["image_id"]], min_size))
+            if (why := drop_reason(a["bbox"], images[a["image_id"]], min_size))
         }
         if dropped:
             warnings.warn(_dropped_message(self.annotation_file, dropped.values(), min_size), stacklevel=2)

@@ -38,6 +38,7 @@ __all__ = [
     "DataConfig",
     "DistillConfig",
     "OptimConfig",
+    "other_network",
     "SnapshotConfig",
     "TrainConfig",
     "config_from_dict",
@@ -115,10 +116,38 @@ class DistillConfig:
     teacher_backbone: str = (
         "resnet101"  # the teacher's backbone when its checkpoint carries no config; colad's second network
     )
+    # colad: network 2's ImageNet weights (a local .pth); None: the student's model.backbone_weights when
+    # both backbones are the same, else random init (refused if the student starts from ImageNet)
+    teacher_backbone_weights: str | None = None
     soft_gamma: float = 0.5  # eq. 1's focal exponent (Table 2: 0.5)
     soft_weight: float = 1.0
     criterion: str = "std_mean"  # colad: std_mean | fisher
     granularity: str = "iteration"  # colad: iteration (the paper) | group (the authors' code)
+
+
+def other_network(cfg: TrainConfig, *, imagenet: bool) -> ModelConfig:
+    """The model of the other network: CoLAD's network 2, or a LAD teacher read from an MMDetection file.
+
+    Its backbone is ``distill.teacher_backbone``, every other setting the student's. ``imagenet``: its
+    backbone starts from ImageNet (training CoLAD): ``distill.teacher_backbone_weights``, or the student's
+    ``model.backbone_weights`` when both backbones are the same; without (a checkpoint gives every weight)
+    it loads no backbone file.
+
+    Raises:
+        ConfigError: the student starts from ImageNet weights, network 2 has another backbone, and
+            ``distill.teacher_backbone_weights`` is not given (its weights would not fit).
+    """
+    backbone, weights = cfg.distill.teacher_backbone, None
+    if imagenet:
+        weights = cfg.distill.teacher_backbone_weights
+        if weights is None and backbone == cfg.model.backbone:
+            weights = cfg.model.backbone_weights
+        elif weights is None and cfg.model.backbone_weights is not None:
+            raise ConfigError(
+                f"model.backbone_weights={cfg.model.backbone_weights} are {cfg.model.backbone} weights; "
+                f"CoLAD's network 2 is a {backbone}: give its own with distill.teacher_backbone_weights=PATH"
+            )
+    return dataclasses.replace(cfg.model, backbone=backbone, backbone_weights=weights)
 
 
 @dataclass

@@ -51,7 +51,7 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -67,7 +67,7 @@ from lad_edu.data.coco import CocoDetection
 from lad_edu.model import Detector, build_detector
 from lad_edu.model.checkpoint import load_strict
 from lad_edu.train.checkpoint import check_category_ids, load_run_checkpoint, save_checkpoint
-from lad_edu.train.config import ConfigError, OptimConfig, TrainConfig, config_to_dict
+from lad_edu.train.config import ConfigError, OptimConfig, TrainConfig, config_to_dict, other_network
 from lad_edu.train.data import eval_loader, load_datasets, train_loader
 from lad_edu.train.distributed import Dist, all_gather_objects, any_true, init_distributed, shutdown
 from lad_edu.train.evaluate import coco_evaluate, to_coco_results
@@ -276,7 +276,7 @@ def build_networks(cfg: TrainConfig, num_classes: int, dist: Dist) -> tuple[Netw
     model = build_detector(cfg.model, num_classes)
     partner = None
     if cfg.distill.mode == "colad":  # CoLAD's second network, trained alongside (section 3.4)
-        partner = build_detector(replace(cfg.model, backbone=cfg.distill.teacher_backbone), num_classes)
+        partner = build_detector(other_network(cfg, imagenet=True), num_classes)
     networks = Networks(model, partner).to(dist.device).train()  # train(): frozen layers stay in eval
     if dist.world_size == 1:
         return networks, networks

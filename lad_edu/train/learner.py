@@ -20,7 +20,6 @@ and nothing else, with one exception that belongs to LAD (see :class:`Learner`):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -38,7 +37,7 @@ from lad_edu.train.checkpoint import (
     is_run_checkpoint,
     load_checkpoint,
 )
-from lad_edu.train.config import ConfigError, TrainConfig, config_from_dict, shipped_configs
+from lad_edu.train.config import ConfigError, TrainConfig, config_from_dict, other_network, shipped_configs
 from lad_edu.train.stats import assignment_counts
 
 __all__ = ["Learner", "Networks", "ignore_crowds", "load_teacher"]
@@ -86,7 +85,7 @@ def load_teacher(
         teacher = build_detector(config_from_dict(state["config"]).model, len(category_ids))
         load_strict(teacher, state["model"], f"teacher {path}")
     else:
-        teacher = build_detector(replace(cfg.model, backbone=cfg.distill.teacher_backbone), len(category_ids))
+        teacher = build_detector(other_network(cfg, imagenet=False), len(category_ids))
         load_mmdet_state_dict(teacher, path)
     if teacher.anchor_generator != student.anchor_generator:
         raise ConfigError(

@@ -21,6 +21,10 @@ means and error bars over seeds, :func:`seed_mean_std`):
 * :func:`draw_strategies_side_by_side` — one image labelled by every strategy, GTs without a positive marked.
 * :func:`plot_colad_timeline` — CoLAD's ρ of both networks and which one taught.
 
+For one run (the rows of its ``metrics.jsonl``, :func:`lad_edu.train.metrics.read_metrics`):
+
+* :func:`plot_run_metrics` — losses, learning rate, assignment statistics and validation AP.
+
 Over training, from a run's snapshots (``lad_edu.train.snapshots.load``):
 
 * :func:`animate_cost_gmm` — one GT's costs, the two Gaussians and the cut moving over the epochs.
@@ -46,6 +50,7 @@ from lad_edu.viz.comparison import (
     seed_mean_std,
     strategy_colors,
 )
+from lad_edu.viz.metrics import plot_run_metrics
 from lad_edu.viz.training import animate_cost_gmm, draw_cost_gmm_over_epochs
 
 __all__ = [
@@ -65,6 +70,7 @@ __all__ = [
     "plot_level_share",
     "draw_strategies_side_by_side",
     "plot_colad_timeline",
+    "plot_run_metrics",
     "animate_cost_gmm",
     "draw_cost_gmm_over_epochs",
 ]
