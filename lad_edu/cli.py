@@ -72,31 +72,23 @@ def _check_data(args: argparse.Namespace) -> None:
     print(check_dataset(args.root, splits=splits, min_size=args.min_size))
 
 
-def _load_run(checkpoint: Path, overrides: list[str], data: Path | None):
+def _load_run(checkpoint: Path, overrides: list[str], data: Path | None, partner: bool = False):
     """The config and the trained detector of a lad_edu run checkpoint (refused, with the reason, if not)."""
     from lad_edu.train.checkpoint import load_run_detector
 
-    cfg, state, model = load_run_detector(checkpoint, overrides)
+    cfg, state, model = load_run_detector(checkpoint, overrides, partner=partner)
     cfg.data.root = data_root(data, cfg.data.root)
     return cfg, state, model
 
 
 def _eval(args: argparse.Namespace) -> None:
     from lad_edu.data.coco import CocoDetection
-    from lad_edu.model import build_detector
-    from lad_edu.model.checkpoint import load_strict
     from lad_edu.train import evaluate_detector
     from lad_edu.train.checkpoint import check_category_ids
-    from lad_edu.train.config import other_network
     from lad_edu.train.distributed import init_distributed, shutdown
     from lad_edu.train.evaluate import format_stats
 
-    cfg, state, model = _load_run(args.checkpoint, args.set, args.data)
-    if args.partner:
-        if "partner" not in state:
-            raise ValueError(f"{args.checkpoint} has no second network (--partner is for CoLAD runs)")
-        model = build_detector(other_network(cfg, imagenet=False), len(state["category_ids"]))
-        load_strict(model, state["partner"], f"{args.checkpoint} (partner)")
+    cfg, state, model = _load_run(args.checkpoint, args.set, args.data, partner=args.partner)
     dataset = CocoDetection(cfg.data.root, cfg.data.val_split, min_size=cfg.data.min_box_size)
     check_category_ids(
         state["category_ids"],

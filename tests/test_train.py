@@ -12,7 +12,7 @@ import torch
 
 from lad_edu.data.classroom import make_classroom_dataset
 from lad_edu.train import load_config, train
-from lad_edu.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lad_edu.train.checkpoint import CheckpointError, load_checkpoint, load_run_detector, save_checkpoint
 from lad_edu.train.config import ConfigError, config_to_dict, override_config, shipped_configs
 from lad_edu.train.engine import lr_factor
 
@@ -95,6 +95,14 @@ def test_every_mode_trains_checkpoints_and_resumes_exactly(mode, tiny_data, teac
         assert {"loss_soft_cls", "loss_soft_bbox"} <= set(expected[0])
     saved = load_checkpoint(straight / "checkpoint.pt")
     assert ("partner" in saved) == mode.startswith("colad")
+    _, _, network = load_run_detector(straight / "checkpoint.pt")  # the one way back to a trained network
+    assert all(torch.equal(v, saved["model"][k]) for k, v in network.state_dict().items())
+    if mode.startswith("colad"):
+        _, _, network_2 = load_run_detector(straight / "checkpoint.pt", partner=True)
+        assert all(torch.equal(v, saved["partner"][k]) for k, v in network_2.state_dict().items())
+    else:
+        with pytest.raises(CheckpointError, match="has no second network"):
+            load_run_detector(straight / "checkpoint.pt", partner=True)
     assert (straight / "config.yaml").is_file()
     assert (straight / "eval" / "coco_stats.json").is_file()  # the end of epoch 1 is evaluated
 

@@ -156,20 +156,31 @@ def check_category_ids(trained: Sequence[int], data: Sequence[int], what: str, d
         )
 
 
-def load_run_detector(path: str | Path, overrides: Sequence[str] = ()):
+def load_run_detector(path: str | Path, overrides: Sequence[str] = (), *, partner: bool = False):
     """A run checkpoint's config (with ``overrides``), the checkpoint, and its trained network.
+
+    Args:
+        partner: CoLAD's network 2 instead of network 1.
 
     Returns:
         ``(cfg, state, detector)``: the :class:`~lad_edu.train.config.TrainConfig`, the checkpoint's dict
         (:func:`load_run_checkpoint`), and the detector with the weights loaded strictly (fp16 weights
         load into the fp32 network).
+
+    Raises:
+        CheckpointError: not a complete run; ``partner`` asked of a run without a second network.
     """
     from lad_edu.model import build_detector
     from lad_edu.model.checkpoint import load_strict
-    from lad_edu.train.config import override_config
+    from lad_edu.train.config import other_network, override_config
 
     state = load_run_checkpoint(path)
     cfg = override_config(state["config"], overrides)
-    detector = build_detector(cfg.model, len(state["category_ids"]))
-    load_strict(detector, state["model"], str(path))
+    if partner and "partner" not in state:
+        raise CheckpointError(f"checkpoint {path} has no second network (partner=True is for CoLAD runs)")
+    model = other_network(cfg, imagenet=False) if partner else cfg.model
+    detector = build_detector(model, len(state["category_ids"]))
+    load_strict(
+        detector, state["partner" if partner else "model"], f"{path}{' (partner)' if partner else ''}"
+    )
     return cfg, state, detector

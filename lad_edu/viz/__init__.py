@@ -19,7 +19,13 @@ means and error bars over seeds, :func:`seed_mean_std`):
 * :func:`plot_positives_vs_size` — positives per GT against object size.
 * :func:`plot_level_share` — the share of positives on each pyramid level.
 * :func:`draw_strategies_side_by_side` — one image labelled by every strategy, GTs without a positive marked.
-* :func:`plot_colad_timeline` — CoLAD's ρ of both networks and which one taught.
+
+CoLAD's teacher switch (section 3.4, eq. 3; one colour per network, :data:`lad_edu.viz.colad.NETWORK_COLORS`):
+
+* :func:`plot_colad_timeline` — ρ of both networks over training, the teaching network shaded behind.
+* :func:`draw_criteria_on_costs` — σ/μ and the Fisher score on the same two networks' costs.
+* :func:`draw_switching_map` — the per-(GT, level) switch on one image: whose costs each group takes.
+* :func:`draw_class_probability_maps` — one level's class probabilities side by side (with / without COP).
 
 For one run (the rows of its ``metrics.jsonl``, :func:`lad_edu.train.metrics.read_metrics`):
 
@@ -39,11 +45,16 @@ from lad_edu.viz.assignment import (
     draw_iou_histograms,
     draw_iou_matrix,
 )
+from lad_edu.viz.colad import (
+    draw_class_probability_maps,
+    draw_criteria_on_costs,
+    draw_switching_map,
+    plot_colad_timeline,
+)
 from lad_edu.viz.common import gt_color, save_png
 from lad_edu.viz.comparison import (
     draw_strategies_side_by_side,
     plot_ap_by_strategy,
-    plot_colad_timeline,
     plot_level_share,
     plot_loss_curves,
     plot_positives_vs_size,
@@ -70,6 +81,9 @@ __all__ = [
     "plot_level_share",
     "draw_strategies_side_by_side",
     "plot_colad_timeline",
+    "draw_criteria_on_costs",
+    "draw_switching_map",
+    "draw_class_probability_maps",
     "plot_run_metrics",
     "animate_cost_gmm",
     "draw_cost_gmm_over_epochs",
