@@ -16,11 +16,19 @@ from typing import IO
 __all__ = ["atomic_open"]
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it, then putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; it replaces ``path`` when the block succeeds.
 
-    On an exception (Ctrl-C included) the temporary file is removed and ``path`` is left as it was.
+    On an exception (Ctrl-C included) the temporary file is removed and ``path`` is left as it was. The
+    file gets the permissions ``open`` would give it (``0o666`` less the umask).
 
     >>> import json, pathlib, tempfile
     >>> target = pathlib.Path(tempfile.mkdtemp()) / "stats.json"
@@ -28,11 +36,14 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     ...     json.dump({"AP": 0.5}, f)
     >>> json.loads(target.read_text())
     {'AP': 0.5}
+    >>> oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    True
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0o600 would hide results from the user's group
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
