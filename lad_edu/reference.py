@@ -156,6 +156,7 @@ def build_reference(
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp's 0o700 would keep an installed package's reference from other users
     _ship(report, work, staging)
     _ship(larger, larger_work, staging / "larger_student")
     export_weights(teacher, staging / WEIGHTS)
