@@ -27,6 +27,11 @@ CoLAD's teacher switch (section 3.4, eq. 3; one colour per network, :data:`lad_e
 * :func:`draw_switching_map` — the per-(GT, level) switch on one image: whose costs each group takes.
 * :func:`draw_class_probability_maps` — one level's class probabilities side by side (with / without COP).
 
+LAD's teacher against a student (section 3.2):
+
+* :func:`draw_cost_histograms_pair` — per GT, two networks' candidate costs on a shared axis, each one's cut.
+* :func:`plot_assignment_over_training` — the runs' assignment statistics against the iteration.
+
 For one run (the rows of its ``metrics.jsonl``, :func:`lad_edu.train.metrics.read_metrics`):
 
 * :func:`plot_run_metrics` — losses, learning rate, assignment statistics and validation AP.
@@ -61,6 +66,7 @@ from lad_edu.viz.comparison import (
     seed_mean_std,
     strategy_colors,
 )
+from lad_edu.viz.distillation import draw_cost_histograms_pair, plot_assignment_over_training
 from lad_edu.viz.metrics import plot_run_metrics
 from lad_edu.viz.training import animate_cost_gmm, draw_cost_gmm_over_epochs
 
@@ -84,6 +90,8 @@ __all__ = [
     "draw_criteria_on_costs",
     "draw_switching_map",
     "draw_class_probability_maps",
+    "draw_cost_histograms_pair",
+    "plot_assignment_over_training",
     "plot_run_metrics",
     "animate_cost_gmm",
     "draw_cost_gmm_over_epochs",
