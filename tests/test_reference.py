@@ -67,3 +67,19 @@ def test_a_missing_reference_names_the_command_that_writes_it(tmp_path):
         reference.load_reference_detector(tmp_path)
     with pytest.raises(ValueError, match="has no 'nope' run"):
         reference.reference_run("nope")
+
+
+def test_make_reference_writes_the_same_layout_at_tiny_size(tmp_path):
+    """The producing command shrunk to seconds: every strategy and the larger student, 1 epoch of 8 images."""
+    from tests.test_compare import TINY
+
+    data = make_classroom_dataset(tmp_path / "data", 8, 4, seed=3, progress=False)
+    out = tmp_path / "reference"
+    tiny = [*TINY, "optim.epochs=1", "optim.milestones=[]"]
+    info = reference.build_reference(out=out, work=tmp_path / "work", jobs=2, data=data, overrides=tiny)
+    assert info["strategies"] == list(reference.STRATEGIES)
+    shipped = {p.relative_to(out) for p in out.rglob("*") if p.is_file()}
+    assert shipped == {p.relative_to(REF) for p in REF.rglob("*") if p.is_file()}  # the shipped one's layout
+    stats = reference.evaluate_reference(out, data)
+    assert abs(stats["AP"] - info["paa_val_AP_fp16"]) < 1e-9  # what it records is what its weights give
+    assert not list(tmp_path.glob(".reference.*"))  # the staging folder was renamed into place
