@@ -79,14 +79,22 @@ def test_the_report_has_every_file_and_documented_key(compared):
         assert [r["seed"] for r in entry["runs"]] == [0, 1]
         for record in entry["runs"]:
             assert record["state"] == "trained" and record["train_seconds"] > 0
+            low_quality = {"low_quality_per_gt_by_size"} if name == "fixed" else set()  # fixed IoU's own step
             assert set(record["assignment"]) == {
                 "pos_per_gt",
                 "gts_without_pos",
                 "pos_iou",
                 "level_share",
                 "pos_per_gt_by_size",
+                *low_quality,
             }
             assert len(record["assignment"]["pos_per_gt_by_size"]) == len(report["size_bins"]["labels"])
+            for ties, positives in zip(
+                record["assignment"].get("low_quality_per_gt_by_size", []),
+                record["assignment"]["pos_per_gt_by_size"],
+                strict=False,
+            ):
+                assert ties is None or 0 <= ties <= positives  # a share of the positives, never more
             assert record["coco"]["APl"] is None  # nothing is large on 128 px images: pycocotools' -1
     assert set(report["figures"]) == {"ap", "loss_curves", "positives_vs_size", "level_share", "side_by_side"}
     for path in report["figures"].values():

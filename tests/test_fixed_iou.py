@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lad_edu.anchors import retinanet, single
-from lad_edu.assign import AssignResult, FixedIoUAssigner
+from lad_edu.assign import AssignResult, ATSSAssigner, FixedIoUAssigner
 from lad_edu.assign.fixed_iou import max_iou_assign
 from lad_edu.boxes import box_iou
 from tests.conftest import DEVICES, boxes_in_image
@@ -230,3 +230,17 @@ def test_duplicate_gts_threshold_positives_go_to_the_first_copy_best_anchors_to_
     # anchor 1 (IoU 0.82) is a threshold positive -> argmax -> the first copy;
     # anchor 0 (IoU 1) is both copies' best anchor -> the low-quality loop ends on the second copy
     assert result.gt_inds.tolist() == [2, 1, 0]
+
+
+def test_low_quality_positives_are_the_low_quality_steps_own_below_the_threshold():
+    from lad_edu.assign import low_quality_positives
+
+    anchors = torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]])
+    # GT 0 matches anchor 0 exactly (IoU 1); GT 1, a 4 x 4 box inside anchor 1, reaches IoU 0.16 at best
+    gt_boxes = torch.tensor([[0.0, 0, 10, 10], [23, 3, 27, 7]])
+    result = FixedIoUAssigner().assign(anchors, gt_boxes, torch.tensor([0, 1]))
+    assert result.gt_inds.tolist() == [1, 2, 0]
+    assert low_quality_positives(result).tolist() == [False, True, False]
+    assert low_quality_positives(result, pos_iou_thr=0.1).tolist() == [False, False, False]
+    atss = ATSSAssigner(topk=1).assign(anchors, [3], gt_boxes, torch.tensor([0, 1]))
+    assert not low_quality_positives(atss).any()  # no low-quality step

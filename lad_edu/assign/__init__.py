@@ -22,7 +22,7 @@ from lad_edu.assign.atss import ATSSAssigner
 from lad_edu.assign.batch import BatchLayout
 from lad_edu.assign.build import ASSIGNERS, assigner_class, assigner_options, build_assigner
 from lad_edu.assign.colad import CoLADAssigner, CoLADChoice
-from lad_edu.assign.fixed_iou import FixedIoUAssigner
+from lad_edu.assign.fixed_iou import FixedIoUAssigner, low_quality_positives
 from lad_edu.assign.interface import Assigner, Predictions
 from lad_edu.assign.lad import LADAssigner, Teacher
 from lad_edu.assign.paa import PAAAssigner
@@ -43,5 +43,6 @@ __all__ = [
     "Teacher",
     "assigner_class",
     "assigner_options",
+    "low_quality_positives",
     "build_assigner",
 ]

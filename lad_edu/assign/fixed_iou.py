@@ -44,7 +44,7 @@ from lad_edu.assign.interface import Predictions, assign_each_image, check_batch
 from lad_edu.assign.result import AssignResult, check_assign_inputs
 from lad_edu.boxes import box_iou
 
-__all__ = ["FixedIoUAssigner", "max_iou_assign"]
+__all__ = ["FixedIoUAssigner", "low_quality_positives", "max_iou_assign"]
 
 
 def max_iou_assign(
@@ -204,3 +204,12 @@ class FixedIoUAssigner:
         return assign_each_image(
             lambda boxes, labels: self.assign(anchors, boxes, labels), gt_boxes, gt_labels
         )
+
+
+def low_quality_positives(result: AssignResult, pos_iou_thr: float = 0.5) -> Tensor:
+    """``[N]`` bool: the positives only the low-quality step gave, below ``pos_iou_thr`` (a small or thin
+    object's best anchor(s), often several tied ones). False everywhere for a result without that step
+    (another assigner, or an image without a usable GT)."""
+    if "low_quality" not in result.details:
+        return torch.zeros_like(result.pos)
+    return result.pos & result.details["low_quality"] & (result.max_iou < pos_iou_thr)

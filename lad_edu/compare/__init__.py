@@ -67,7 +67,8 @@ The report directory ``out``::
                    "coco": {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", ... the 12 numbers},
                    "detections",                   # the run's eval/detections.json (the data's category ids)
                    "assignment": {"pos_per_gt", "gts_without_pos", "pos_iou", "level_share": [L],
-                                  "pos_per_gt_by_size": [bins]}}]}},
+                                  "pos_per_gt_by_size": [bins],
+                                  "low_quality_per_gt_by_size": [bins]}}]}},   # fixed IoU only
      "figures": {name: path relative to out}}
 
 * ``coco``: the last evaluation, as pycocotools gives it (0-1; its ``-1``, "nothing to measure", is null).
@@ -79,6 +80,8 @@ The report directory ``out``::
   (positive anchors per GT), ``gts_without_pos`` (the share of GTs that no anchor learns), ``pos_iou`` (the
   mean IoU of a positive anchor with its GT), ``level_share`` (the share of positives on each FPN level, P3
   first).
+* ``low_quality_per_gt_by_size`` (fixed IoU only): of those positives, the ones only its low-quality step
+  gave, below ``pos_iou_thr`` (:func:`lad_edu.assign.low_quality_positives`); drawn apart in the figure.
 * ``pos_per_gt_by_size``: positives per GT for the GTs of each size bin, on the first ``size_images``
   validation images, labelled as training would label them with the run's final checkpoint
   (:func:`checkpoint_assigner`; the networks in eval mode). The bins are cut at each level's anchor side

@@ -100,7 +100,7 @@ def compare(
             collect_run(s, markers[s.key], states[s.key], by_size[s.key]) for s in specs if s.strategy == name
         ]
         report["strategies"][name] = {"summary": summarize(runs), "runs": runs}
-    report["figures"] = write_figures(report, specs, picture, out)
+    report["figures"] = write_figures(report, picture, out)
     with atomic_open(out / "results.json") as f:
         json.dump(report, f, indent=1)
     with atomic_open(out / "results.md") as f:

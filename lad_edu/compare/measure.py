@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from lad_edu.assign import low_quality_positives
 from lad_edu.assign.result import AssignResult
 from lad_edu.compare.plan import HOW, RunSpec
 from lad_edu.model import ModelConfig
@@ -97,15 +98,41 @@ def size_bins(model: ModelConfig, batches: Sequence[tuple[torch.Tensor, list[dic
     return bins
 
 
+def _mean_by_size(
+    per_gt: torch.Tensor, batches: Sequence[tuple[torch.Tensor, list[dict]]], bins: dict
+) -> list[float | None]:
+    """The mean of ``per_gt [G]`` (the GTs of ``batches``, image after image) in each size bin of ``bins``."""
+    sizes = _all_gt_sizes(batches)
+    means = [per_gt[_in_bin(sizes, low, high)].float().mean() for low, high in bins["edges"]]
+    return [None if mean.isnan() else float(mean) for mean in means]
+
+
 def positives_by_size(
     labelled: Sequence[Labelled], batches: Sequence[tuple[torch.Tensor, list[dict]]], bins: dict
 ) -> list[float | None]:
     """Positives per GT in each size bin of ``bins``, over every image of ``batches``."""
     results = [result for results, _, _ in labelled for result in results]
-    positives = torch.cat([r.positives_per_gt().float() for r in results] or [torch.zeros(0)])
-    sizes = _all_gt_sizes(batches)
-    means = [positives[_in_bin(sizes, low, high)].mean() for low, high in bins["edges"]]
-    return [None if mean.isnan() else float(mean) for mean in means]
+    positives = torch.cat([r.positives_per_gt() for r in results] or [torch.zeros(0)])
+    return _mean_by_size(positives, batches, bins)
+
+
+def low_quality_by_size(
+    labelled: Sequence[Labelled],
+    batches: Sequence[tuple[torch.Tensor, list[dict]]],
+    bins: dict,
+    pos_iou_thr: float,
+) -> list[float | None] | None:
+    """Of those positives, the ones only fixed IoU's low-quality step gave (``details["low_quality"]`` of
+    :class:`~lad_edu.assign.FixedIoUAssigner`, below ``pos_iou_thr``: a small object's tied best anchors),
+    per GT in each size bin; None for a rule without that step."""
+    results = [result for results, _, _ in labelled for result in results]
+    if not any("low_quality" in r.details for r in results):
+        return None
+    counts = [
+        torch.bincount(r.gt_inds[low_quality_positives(r, pos_iou_thr)] - 1, minlength=r.num_gts)
+        for r in results
+    ]
+    return _mean_by_size(torch.cat(counts), batches, bins)
 
 
 def pick_image(batches: Sequence[tuple[torch.Tensor, list[dict]]]) -> tuple[int, int]:
@@ -121,10 +148,11 @@ def pick_image(batches: Sequence[tuple[torch.Tensor, list[dict]]]) -> tuple[int,
     return where
 
 
-def collect_run(spec: RunSpec, marker: dict, state: str, by_size: list[float | None]) -> dict:
-    """One run's entry of ``results.json`` (see the module docstring)."""
+def collect_run(spec: RunSpec, marker: dict, state: str, by_size: dict) -> dict:
+    """One run's entry of ``results.json`` (see the module docstring); ``by_size``: its entry of
+    :func:`label_runs`."""
     stats = json.loads((spec.run_dir / "eval" / "coco_stats.json").read_text())
-    assignment = training_assignment(read_metrics(spec.run_dir, "train")) | {"pos_per_gt_by_size": by_size}
+    assignment = training_assignment(read_metrics(spec.run_dir, "train")) | by_size
     return {
         "seed": spec.seed,
         "run_dir": str(spec.run_dir),
@@ -168,8 +196,9 @@ class Picture:
 
 def label_runs(
     specs: Sequence[RunSpec], batches: Sequence[tuple[torch.Tensor, list[dict]]], bins: dict, progress: bool
-) -> tuple[dict[str, list[float | None]], Picture]:
-    """Every run's positives per GT by size bin on ``batches``; the picked image labelled by seed 0's runs."""
+) -> tuple[dict[str, dict], Picture]:
+    """Every run's positives per GT by size bin on ``batches`` (``{"pos_per_gt_by_size": [bins]}``, and
+    ``"low_quality_per_gt_by_size"`` for fixed IoU); the picked image labelled by seed 0's runs."""
     b, i = pick_image(batches)
     picked_images, picked_targets = batches[b]
     height, width = picked_targets[i]["size"]
@@ -178,7 +207,10 @@ def label_runs(
     for spec in tqdm(specs, desc="labelling validation images", disable=not progress, leave=False):
         assign = checkpoint_assigner(spec.run_dir / "checkpoint.pt")
         labelled = [assign(images, targets) for images, targets in batches]
-        by_size[spec.key] = positives_by_size(labelled, batches, bins)
+        by_size[spec.key] = {"pos_per_gt_by_size": positives_by_size(labelled, batches, bins)}
+        low_quality = low_quality_by_size(labelled, batches, bins, spec.cfg.assign.pos_iou_thr)
+        if low_quality is not None:
+            by_size[spec.key]["low_quality_per_gt_by_size"] = low_quality
         if spec.seed == 0:
             results, picture.anchors, picture.num_level_anchors = labelled[b]
             picture.results[spec.strategy] = results[i]

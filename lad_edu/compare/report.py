@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from lad_edu.compare.measure import Picture, read_metrics
-from lad_edu.compare.plan import RunSpec
+from lad_edu.compare.measure import Picture
+from lad_edu.train.metrics import read_metrics
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # the table's columns
 
@@ -109,15 +109,21 @@ def markdown(report: dict) -> str:
     )
 
 
-def write_figures(report: dict, specs: Sequence[RunSpec], picture: Picture, out: Path) -> dict[str, str]:
-    """Every figure of the report as ``out/figures/<name>.png``; returns ``{name: path relative to out}``."""
-    import matplotlib.pyplot as plt
+def report_figures(report: dict, *, root: str | Path = ".", picture: Picture | None = None) -> dict:
+    """Every figure of a comparison's report, drawn from ``report`` (``results.json``) and its runs'
+    ``metrics.jsonl``: ``{name: Figure}``, the names of ``results.json``'s ``"figures"``.
 
+    Args:
+        report: the comparison's report (see :mod:`lad_edu.compare`).
+        root: the folder the report's ``run_dir`` entries are relative to (the report's own folder for the
+            shipped reference, :data:`lad_edu.reference.REFERENCE`); absolute ones are read as they are.
+        picture: the image every strategy labels, for ``side_by_side``; None leaves that figure out (it needs
+            the trained networks, which a report does not hold).
+    """
     from lad_edu import viz
 
-    strategies = report["strategies"]
-    runs = {name: entry["runs"] for name, entry in strategies.items()}
-    cfg = specs[0].cfg
+    runs = {name: entry["runs"] for name, entry in report["strategies"].items()}
+    run_dirs = {name: [Path(root) / r["run_dir"] for r in rs] for name, rs in runs.items()}
     figures = {
         "ap": viz.plot_ap_by_strategy(
             {
@@ -126,32 +132,48 @@ def write_figures(report: dict, specs: Sequence[RunSpec], picture: Picture, out:
             }
         ),
         "loss_curves": viz.plot_loss_curves(
-            {name: [read_metrics(Path(r["run_dir"]), "train") for r in rs] for name, rs in runs.items()}
+            {name: [read_metrics(d, "train") for d in dirs] for name, dirs in run_dirs.items()}
         ),
         "positives_vs_size": viz.plot_positives_vs_size(
             {name: [r["assignment"]["pos_per_gt_by_size"] for r in rs] for name, rs in runs.items()},
             report["size_bins"]["labels"],
             report["size_bins"]["num_gts"],
+            low_quality={
+                name: [r["assignment"]["low_quality_per_gt_by_size"] for r in rs]
+                for name, rs in runs.items()
+                if "low_quality_per_gt_by_size" in rs[0]["assignment"]
+            },
         ),
         "level_share": viz.plot_level_share(
             {name: [r["assignment"]["level_share"] for r in rs] for name, rs in runs.items()},
-            cfg.model.strides,
+            report["settings"]["strides"],
         ),
-        "side_by_side": viz.draw_strategies_side_by_side(
+    }
+    if picture is not None:
+        figures["side_by_side"] = viz.draw_strategies_side_by_side(
             picture.image,
             picture.anchors,
             picture.num_level_anchors,
             picture.gt_boxes,
-            {name: picture.results[name] for name in strategies},
-            cfg.model.strides,
-        ),
-    }
-    if "colad" in strategies:
-        colad = next(spec for spec in specs if spec.strategy == "colad" and spec.seed == 0)
-        figures["colad_timeline"] = viz.plot_colad_timeline(read_metrics(colad.run_dir, "train"))
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+            {name: picture.results[name] for name in runs},
+            report["settings"]["strides"],
+        )
+    if "colad" in runs:
+        seed0 = next(d for r, d in zip(runs["colad"], run_dirs["colad"], strict=True) if r["seed"] == 0)
+        figures["colad_timeline"] = viz.plot_colad_timeline(read_metrics(seed0, "train"))
+    return figures
+
+
+def write_figures(report: dict, picture: Picture, out: Path) -> dict[str, str]:
+    """Every figure of the report (:func:`report_figures`) as ``out/figures/<name>.png``; returns
+    ``{name: path relative to out}``."""
+    import matplotlib.pyplot as plt
+
+    from lad_edu import viz
+
     paths = {}
-    for name, figure in figures.items():
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    for name, figure in report_figures(report, picture=picture).items():
         paths[name] = f"figures/{name}.png"
         viz.save_png(figure, out / paths[name])
         plt.close(figure)
