@@ -11,10 +11,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from lad_edu import viz  # noqa: E402
-from lad_edu.anchors import retinanet, single  # noqa: E402
+from lad_edu.anchors import level_ids, retinanet, single  # noqa: E402
 from lad_edu.assign import ATSSAssigner, FixedIoUAssigner, PAAAssigner  # noqa: E402
 from lad_edu.boxes import box_iou  # noqa: E402
+from lad_edu.gmm import fit_gmm2  # noqa: E402
 from lad_edu.scenes import DEMO_IMAGE_SIZE, demo_scene  # noqa: E402
+from lad_edu.viz.assignment import draw_cost_gmm_tol_contrast  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,33 @@ def test_draw_cost_gmm(scene, tmp_path):
     save(fig, tmp_path, "cost_gmm")
 
 
+def _legend(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_draw_cost_gmm_tol_contrast_refits_the_gts_own_costs(scene, tmp_path):
+    *_, paa = scene
+    d = paa.details
+    for gt in range(paa.num_gts):
+        # refitted with PAA's own stopping rule (sklearn's tol, max_iter), the right panel is the left one
+        same = draw_cost_gmm_tol_contrast(paa, gt, tol=1e-3, max_iter=100)
+        assert _legend(same.axes[0]) == _legend(same.axes[1])
+        assert f"({int(paa.positives_per_gt()[gt])} positives)" in _legend(same.axes[1])[-1]
+        plt.close(same)
+    # a GT whose EM stopped after 3 iterations: run to tol = 1e-6, the Gaussians part and the cut moves
+    valid = ~d["costs"].isnan()
+    longer = fit_gmm2(torch.where(valid, d["costs"].double(), 0.0), valid, tol=1e-6, max_iter=1000)
+    gt = int((longer.means[:, 1] - longer.means[:, 0] > 0.3).logical_and(d["gmm_n_iter"] == 3).nonzero()[0])
+    fig = draw_cost_gmm_tol_contrast(paa, gt, gt_name="digit")
+    left, right = fig.axes
+    assert "3 EM iterations" in left.get_title() and left.get_title().startswith("digit: tol = 1e-3")
+    assert right.get_title().endswith(f"tol = 1e-6, {int(longer.n_iter[gt])} EM iterations")
+    assert f"component 1: μ={float(longer.means[gt, 1]):.2f}" in _legend(right)
+    assert _legend(left)[-1] != _legend(right)[-1]  # another cut
+    assert left.get_ylim() == right.get_ylim() and left.get_xlim() == right.get_xlim()
+    save(fig, tmp_path, "cost_gmm_tol_contrast")
+
+
 def test_draw_assignment_diff(scene, tmp_path):
     image, gt_boxes, names, anchors, _, fixed, atss, _ = scene
     save(
@@ -106,6 +135,62 @@ def test_functions_draw_into_a_given_ax(scene):
     fig, ax = plt.subplots()
     assert viz.draw_boxes(None, gt_boxes, names, image_size=DEMO_IMAGE_SIZE, ax=ax) is fig
     plt.close(fig)
+
+
+def test_draw_boxes_on_a_subset_keeps_each_gts_colour(scene):
+    image, gt_boxes, names, *_ = scene
+    fig = viz.draw_boxes(image, gt_boxes[5:7], names[5:7], gt_indices=[5, 6])
+    edges = [patch.get_edgecolor()[:3] for patch in fig.axes[0].patches]
+    assert edges == [tuple(viz.gt_color(5)), tuple(viz.gt_color(6))]  # GT k is colour k, alone or not
+    with pytest.raises(ValueError, match="gt_indices has 1 entries for 2 gt_boxes"):
+        viz.draw_boxes(image, gt_boxes[5:7], gt_indices=[5])
+    plt.close("all")
+
+
+def test_positives_are_ringed_and_larger_than_negatives(scene):
+    image, gt_boxes, _, anchors, nla, fixed, *_ = scene
+    fig = viz.draw_assignment_levels(fixed, anchors, nla, gt_boxes, image=image)
+    negatives, _, positives = fig.axes[0].collections  # drawn negatives first, positives on top
+    assert len(positives.get_offsets()) == int((fixed.pos & (level_ids(nla) == 0)).sum())
+    assert positives.get_sizes()[0] >= 4 * negatives.get_sizes()[0]
+    assert positives.get_edgecolor()[0][:3].tolist() == [1.0, 1.0, 1.0]  # white ring ...
+    assert positives.get_path_effects()  # ... inside a black stroke: readable on the GT's own object
+    plt.close(fig)
+
+
+def test_draw_iou_histograms_stacks_candidates_by_level(scene, tmp_path):
+    _, gt_boxes, names, anchors, nla, _, atss, _ = scene
+    candidates, iou = atss.details["candidates"], atss.details["candidate_iou"]
+    levels = [level_ids(nla)[candidates[:, g]] for g in range(len(names))]
+    fig = viz.draw_iou_histograms(
+        [iou[:, g] for g in range(len(names))],
+        {"mean + std": atss.details["threshold"]},
+        names,
+        levels=levels,
+        strides=[8, 16, 32, 64, 128],
+    )
+    stacks = fig.axes[0].containers  # GT 0's bars: one container per level, stacked
+    per_level = [round(sum(bar.get_height() for bar in stack)) for stack in stacks]
+    assert per_level == torch.bincount(levels[0], minlength=5).tolist() and sum(per_level) == len(candidates)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [f"stride {s}" for s in (8, 16, 32, 64, 128)]
+    save(fig, tmp_path, "iou_hist_levels")
+
+
+def test_plot_fixed_iou_sweep_draws_each_boxs_numbers(tmp_path):
+    squares = torch.tensor([[0.02, 0.0, 18.0], [0.56, 4.0, 0.0], [0.85, 42.0, 0.0]])
+    stretched = torch.tensor([[0.85, 43.0, 0.0], [0.21, 0.0, 12.0]])
+    fig = viz.plot_fixed_iou_sweep(
+        {
+            "squares": (["4 x 4", "24 x 24", "48 x 48"], squares),
+            "stretched": (["48 x 48", "192 x 12"], stretched),
+        }
+    )
+    iou_top, _, bars_bottom, _ = fig.axes
+    assert iou_top.lines[0].get_ydata().tolist() == pytest.approx(squares[:, 0].tolist())
+    good, low = bars_bottom.containers
+    assert [b.get_height() for b in good] == squares[:, 1].tolist()
+    assert [b.get_height() for b in low] == squares[:, 2].tolist()
+    save(fig, tmp_path, "fixed_iou_sweep")
 
 
 # the comparison's figures (lad_edu.compare), from the inputs it documents
@@ -156,6 +241,33 @@ def test_plot_positives_vs_size_and_level_share(tmp_path):
     fig = viz.plot_level_share(shares, strides=[8, 16, 32, 64, 128])
     assert fig.axes[0].get_xticklabels()[0].get_text() == "P3\nstride 8"
     save(fig, tmp_path, "compare_levels")
+
+
+def test_low_quality_positives_are_counted_and_drawn_apart(scene, tmp_path):
+    from lad_edu.compare.measure import low_quality_by_size, positives_by_size
+
+    image, gt_boxes, _, anchors, nla, fixed, atss, _ = scene
+    batches = [(image[None], [{"boxes": gt_boxes}])]
+    bins = {"edges": [[0.0, 16.0], [16.0, 32.0], [32.0, 64.0], [64.0, None]]}  # dot; small digit; ...
+    labelled = [([fixed], anchors, nla)]
+    positives = positives_by_size(labelled, batches, bins)
+    low_quality = low_quality_by_size(labelled, batches, bins, pos_iou_thr=0.5)
+    below = fixed.pos & fixed.details["low_quality"] & (fixed.max_iou < 0.5)
+    assert low_quality[0] == positives[0] == int(below[fixed.gt_inds == 1].sum()) > 0  # the dot: all ties
+    assert low_quality[3] == 0 < positives[3]  # objects of 64 px and more reach 0.5: no tie needed
+    assert low_quality_by_size([([atss], anchors, nla)], batches, bins, 0.5) is None  # no such step
+
+    fig = viz.plot_positives_vs_size(
+        {"fixed": [positives], "atss": [positives_by_size([([atss], anchors, nla)], batches, bins)]},
+        ["< 16", "16-32", "32-64", ">= 64"],
+        low_quality={"fixed": [low_quality]},
+    )
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+    assert set(lines) == {"fixed: by the IoU thresholds", "atss", "fixed: low-quality matches"}
+    by_rule = [p - q for p, q in zip(positives, low_quality, strict=True)]
+    assert lines["fixed: by the IoU thresholds"].get_ydata().tolist() == pytest.approx(by_rule)
+    assert lines["fixed: low-quality matches"].get_linestyle() == ":"
+    save(fig, tmp_path, "compare_size_low_quality")
 
 
 def test_draw_strategies_side_by_side_marks_gts_without_positive(scene, tmp_path):

@@ -7,9 +7,20 @@ everywhere; negatives are light grey; ignored anchors are hollow black circles.
 * :func:`draw_boxes` — GT boxes (and optionally anchors) over the image.
 * :func:`draw_assignment_levels` — positive / negative / ignored anchors, one panel per FPN level.
 * :func:`draw_iou_matrix` — the GT x anchor IoU matrix as a heat map.
-* :func:`draw_iou_histograms` — per GT, the IoU of its candidate anchors with the threshold(s) drawn.
+* :func:`draw_iou_histograms` — per GT, the IoU of its candidate anchors with the threshold(s) drawn
+  (stacked by FPN level with ``levels=``).
 * :func:`draw_cost_gmm` — PAA: one GT's candidate costs, the two fitted Gaussians and the cut.
+* :func:`draw_cost_gmm_tol_contrast` — the same GT's GMM fitted with PAA's tol 1e-3 and a stricter one.
 * :func:`draw_assignment_diff` — two strategies on one image: anchors that flip, positives per GT.
+* :func:`plot_fixed_iou_sweep` — fixed IoU against object size and shape: best IoU, positives at IoU ≥ 0.5
+  and low-quality ones.
+
+Live sliders (:mod:`lad_edu.viz.interactive`: ipywidgets in a Jupyter kernel, the default figure elsewhere):
+
+* :func:`interactive_fixed_iou` — ``pos_iou_thr``, ``neg_iou_thr``, ``match_low_quality`` on the demo scene.
+* :func:`interactive_atss` — ``topk``: each GT's candidates and ``mean + std``.
+* :func:`interactive_paa` — ``bbox_weight``, ``loc_loss`` and the network's quality: each GT's costs and cut.
+* :func:`interactive_box` — one box moved and resized: its fixed IoU, ATSS and PAA positives per level.
 
 For the comparison of strategies (:mod:`lad_edu.compare`; one colour per strategy, :func:`strategy_colors`,
 means and error bars over seeds, :func:`seed_mean_std`):
@@ -27,14 +38,14 @@ CoLAD's teacher switch (section 3.4, eq. 3; one colour per network, :data:`lad_e
 * :func:`draw_switching_map` — the per-(GT, level) switch on one image: whose costs each group takes.
 * :func:`draw_class_probability_maps` — one level's class probabilities side by side (with / without COP).
 
+For one run (the rows of its ``metrics.jsonl``, :func:`lad_edu.train.metrics.read_metrics`):
+
+* :func:`plot_run_metrics` — losses, learning rate, assignment statistics and validation AP.
+
 LAD's teacher against a student (section 3.2):
 
 * :func:`draw_cost_histograms_pair` — per GT, two networks' candidate costs on a shared axis, each one's cut.
 * :func:`plot_assignment_over_training` — the runs' assignment statistics against the iteration.
-
-For one run (the rows of its ``metrics.jsonl``, :func:`lad_edu.train.metrics.read_metrics`):
-
-* :func:`plot_run_metrics` — losses, learning rate, assignment statistics and validation AP.
 
 Over training, from a run's snapshots (``lad_edu.train.snapshots.load``):
 
@@ -47,8 +58,10 @@ from lad_edu.viz.assignment import (
     draw_assignment_levels,
     draw_boxes,
     draw_cost_gmm,
+    draw_cost_gmm_tol_contrast,
     draw_iou_histograms,
     draw_iou_matrix,
+    plot_fixed_iou_sweep,
 )
 from lad_edu.viz.colad import (
     draw_class_probability_maps,
@@ -67,6 +80,7 @@ from lad_edu.viz.comparison import (
     strategy_colors,
 )
 from lad_edu.viz.distillation import draw_cost_histograms_pair, plot_assignment_over_training
+from lad_edu.viz.interactive import interactive_atss, interactive_box, interactive_fixed_iou, interactive_paa
 from lad_edu.viz.metrics import plot_run_metrics
 from lad_edu.viz.training import animate_cost_gmm, draw_cost_gmm_over_epochs
 
@@ -78,7 +92,13 @@ __all__ = [
     "draw_iou_matrix",
     "draw_iou_histograms",
     "draw_cost_gmm",
+    "draw_cost_gmm_tol_contrast",
     "draw_assignment_diff",
+    "plot_fixed_iou_sweep",
+    "interactive_fixed_iou",
+    "interactive_atss",
+    "interactive_paa",
+    "interactive_box",
     "strategy_colors",
     "seed_mean_std",
     "plot_ap_by_strategy",

@@ -134,15 +134,33 @@ def _error_bars(ax: Axes, x: np.ndarray, mean: np.ndarray, std: np.ndarray, **st
         ax.errorbar(x[spread], mean[spread], yerr=std[spread], fmt="none", **style)
 
 
-def _lines_with_error_bars(ax: Axes, per_strategy: dict[str, Sequence[Sequence[float | None]]]) -> None:
-    """Per strategy, its mean over seeds against the position (0, 1, ...), ± one std as error bars."""
-    colors = strategy_colors(list(per_strategy))
+def _lines_with_error_bars(
+    ax: Axes,
+    per_strategy: dict[str, Sequence[Sequence[float | None]]],
+    colors: dict[str, tuple] | None = None,
+    label: str = "{name}",
+    **style,
+) -> None:
+    """Per strategy, its mean over seeds against the position (0, 1, ...), ± one std as error bars; the
+    line labelled ``label.format(name=...)`` and styled ``{"marker": "o", "ls": "-"} | style``."""
+    colors = colors or strategy_colors(list(per_strategy))
     offsets = np.linspace(-0.12, 0.12, len(per_strategy)) if len(per_strategy) > 1 else [0.0]
     for (name, per_seed), offset in zip(per_strategy.items(), offsets, strict=True):
         mean, std = seed_mean_std(per_seed)
         x = np.arange(len(mean)) + offset  # shifted a little, so that error bars do not hide each other
-        ax.plot(x, mean, color=colors[name], marker="o", ms=5, lw=1.6, label=name)
+        line = {"marker": "o", "ls": "-"} | style
+        ax.plot(x, mean, color=colors[name], ms=5, lw=1.6, label=label.format(name=name), **line)
         _error_bars(ax, x, mean, std, color=colors[name], capsize=3, lw=1.2)
+
+
+def _minus(
+    per_seed: Sequence[Sequence[float | None]], part: Sequence[Sequence[float | None]]
+) -> list[list[float | None]]:
+    """Entry by entry ``per_seed - part`` (None where either is None)."""
+    return [
+        [None if a is None or b is None else a - b for a, b in zip(row, part_row, strict=True)]
+        for row, part_row in zip(per_seed, part, strict=True)
+    ]
 
 
 def plot_positives_vs_size(
@@ -150,17 +168,36 @@ def plot_positives_vs_size(
     bin_labels: Sequence[str],
     num_gts: Sequence[int] | None = None,
     ax: Axes | None = None,
+    *,
+    low_quality: dict[str, Sequence[Sequence[float | None]]] | None = None,
 ) -> Figure:
     """Positives per GT against object size, one line per strategy (mean over seeds ± std).
+
+    Fixed IoU's low-quality matches (a small object's tied best anchors, mostly background) are not
+    positives of the same kind as anchors that pass the IoU threshold: with ``low_quality`` a strategy's
+    solid line counts the positives the thresholds gave, and a dotted line of its colour those the
+    low-quality step decided.
 
     Args:
         by_size: ``{strategy: [[positives per GT of each size bin] of seed 0, of seed 1, ...]}``; None for a
             bin without GTs.
         bin_labels: the size bins, smallest first (e.g. ``"16-32"``: sqrt(area) in input pixels).
         num_gts: GTs per bin, shown under the labels as ``n`` (how many GTs each point averages over).
+        low_quality: ``{strategy: [[of those positives, the low-quality ones, per bin] per seed]}`` for the
+            strategies that have them (``details["low_quality"]`` of
+            :class:`lad_edu.assign.FixedIoUAssigner`).
     """
     fig, ax = _figure_and_ax(ax, (6.4, 3.8))
-    _lines_with_error_bars(ax, by_size)
+    low_quality = {name: v for name, v in (low_quality or {}).items() if name in by_size}
+    colors = strategy_colors(list(by_size))
+    solid = {}  # per line: its label, and per seed its values
+    for name, per_seed in by_size.items():
+        label = f"{name}: by the IoU thresholds" if name in low_quality else name
+        solid[label] = _minus(per_seed, low_quality[name]) if name in low_quality else per_seed
+        colors[label] = colors[name]
+    _lines_with_error_bars(ax, solid, colors)
+    if low_quality:
+        _lines_with_error_bars(ax, low_quality, colors, "{name}: low-quality matches", ls=":", marker="v")
     labels = list(bin_labels)
     if num_gts is not None:
         labels = [f"{label}\nn = {n}" for label, n in zip(labels, num_gts, strict=True)]
