@@ -187,7 +187,7 @@ def plot_positives_vs_size(
             strategies that have them (``details["low_quality"]`` of
             :class:`lad_edu.assign.FixedIoUAssigner`).
     """
-    fig, ax = _figure_and_ax(ax, (6.4, 3.8))
+    fig, ax = _figure_and_ax(ax, (8.4, 3.8))
     low_quality = {name: v for name, v in (low_quality or {}).items() if name in by_size}
     colors = strategy_colors(list(by_size))
     solid = {}  # per line: its label, and per seed its values
@@ -206,7 +206,7 @@ def plot_positives_vs_size(
     ax.set_ylabel("positive anchors per GT")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the lines, never on them
     ax.set_title("Who gets how many positives: small objects against large", fontsize=10)
     return fig
 
