@@ -121,6 +121,8 @@ def test_switching_map_colours_each_group_by_the_network_merge_costs_per_group_c
     assert from_2.tolist() == [False, False, False, True, True, True]  # the hand-worked answer
     cells = {p.get_gid(): p for p in map_ax.patches if p.get_gid()}
     assert sorted(cells) == ["GT 0 level 0", "GT 0 level 1", "GT 1 level 0"]  # GT 1 has no level-1 candidate
+    # ... so its cell is grey, though no group id of group_choice reaches it (the last GT's last level)
+    assert [p.get_xy() for p in map_ax.patches if not p.get_gid()] == [(1, 1)]
     level = (candidate_anchor >= nla[0]).long()
     for k, lvl, took_2 in zip(candidate_gt.tolist(), level.tolist(), from_2.tolist(), strict=True):
         winner = 2 if took_2 else 1

@@ -219,8 +219,9 @@ def _draw_group_cells(
     """The switching map: a cell per (GT, level) group, coloured by the network whose costs it takes."""
     num_levels = choice.num_levels
     fontsize = 8 if num_levels <= 5 else 6
-    for g in range(len(choice.count)):
-        k, lvl, n = int(choice.gt[g]), int(choice.level[g]), int(choice.count[g])
+    for g in range(num_gts * num_levels):  # group g = gt · L + level, as in GroupChoice
+        k, lvl = divmod(g, num_levels)
+        n = int(choice.count[g]) if g < len(choice.count) else 0  # ids stop at the last used group
         if n == 0:  # a level without candidates
             ax.add_patch(Rectangle((lvl, k), 1, 1, fc="0.95", ec="white", lw=2))
             continue
