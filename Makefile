@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench reference clean
+.PHONY: demo test lint bench reference notebooks clean
 
 # (Re)install when pyproject.toml changes; the stamp records a finished install.
 $(STAMP): pyproject.toml
@@ -17,13 +17,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m lad_edu.cli compare
 
-# the shipped reference the notebooks read at SCALE="tiny" (every strategy, seed 0; ~15 min on 2 cores)
+# the shipped reference the notebooks read at SCALE="tiny" (every strategy, seed 0; ~45 min on 2 cores)
 reference: $(STAMP)
 	$(PY) -m lad_edu.reference
 
+# execute every notebook in place at SCALE="tiny" (same seed, same numbers), figures kept as PNG outputs, so
+# the repository page shows them; the slider cells draw their static figure
+notebooks: $(STAMP)
+	$(PY) notebooks/execute.py
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lad_edu tests benchmarks
-	$(VENV)/bin/ruff format --check lad_edu tests benchmarks
+	$(VENV)/bin/ruff check lad_edu tests benchmarks notebooks/execute.py
+	$(VENV)/bin/ruff format --check lad_edu tests benchmarks notebooks/execute.py
 
 test: lint
 	$(PY) -m pytest
