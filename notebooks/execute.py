@@ -3,7 +3,10 @@
 ``make notebooks`` runs this. Each notebook runs top to bottom in a fresh kernel (the slider cells draw
 their static figure: ``LAD_EDU_STATIC_WIDGETS=1``), with no timing metadata, so the same code and seed give
 the same numbers. Then its outputs are made committable: every PNG becomes a 256-colour palette PNG (the
-figures are flat colours; the eye sees no difference at a fraction of the size) and an HTML output over
+figures are flat colours; the eye sees no difference at a fraction of the size); a figure still over
+:data:`MAX_IMAGE` bytes, or one that is mostly a classroom scene (whose pixel noise defeats PNG compression:
+a JPEG is under 0.6 of the PNG), becomes a JPEG, scaled down until it fits (the text stays readable); and
+an HTML output over
 :data:`MAX_HTML` bytes (a JavaScript animation, which the repository page does not play anyway) is
 dropped, leaving its text and the static figure drawn next to it. The repository then shows every figure
 without an install.
@@ -25,24 +28,46 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 MAX_HTML = 200_000  # bytes: larger HTML outputs (animations) are not kept in the committed notebook
+MAX_IMAGE = 350_000  # bytes of base64: a larger palette PNG is stored as a JPEG (1.5 MB a notebook at most)
+JPEG_SCALES = (1.0, 0.8, 0.65, 0.5)  # tried in turn until the JPEG fits
+JPEG_SHARE = 0.6  # a JPEG this much smaller than the palette PNG replaces it even when the PNG fits
 TIMEOUT = 900  # seconds a cell may take
 
 
-def palette_png(data: str) -> str:
-    """A base64 PNG as a base64 256-colour palette PNG."""
-    image = Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+def encode(image: Image.Image, **save_options) -> str:
+    """``image`` saved with ``save_options``, as base64."""
     buffer = io.BytesIO()
-    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
+    image.save(buffer, **save_options)
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def small_image(data: str) -> tuple[str, str]:
+    """A base64 PNG as ``(mime type, base64)``: a 256-colour palette PNG, or a JPEG (quality 85) when that
+    is under :data:`JPEG_SHARE` of the PNG (a figure that is mostly a noisy scene) or the PNG is over
+    :data:`MAX_IMAGE` (then the first of :data:`JPEG_SCALES` that fits, else the smallest)."""
+    image = Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+    png = encode(image.quantize(colors=256, method=Image.Quantize.MEDIANCUT), format="PNG", optimize=True)
+    for scale in JPEG_SCALES:
+        size = (round(image.width * scale), round(image.height * scale))
+        jpeg = encode(image.resize(size, Image.Resampling.LANCZOS), format="JPEG", quality=85, optimize=True)
+        if len(png) <= MAX_IMAGE and len(jpeg) >= JPEG_SHARE * len(png):
+            return "image/png", png  # a flat figure: the PNG is sharp and small enough
+        if len(jpeg) <= MAX_IMAGE:
+            break
+    return "image/jpeg", jpeg
+
+
 def shrink(notebook: nbformat.NotebookNode) -> None:
-    """Palette PNGs; no HTML output over :data:`MAX_HTML` bytes."""
+    """Palette PNGs (JPEGs when too large); no HTML output over :data:`MAX_HTML` bytes."""
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             data = output.get("data", {})
             if "image/png" in data:
-                data["image/png"] = palette_png(data["image/png"])
+                mime, encoded = small_image(data.pop("image/png"))
+                data[mime] = encoded
+                metadata = output.get("metadata", {})
+                if "image/png" in metadata:  # a display width (IPython's Image(width=...)) follows its image
+                    metadata[mime] = metadata.pop("image/png")
             if len(data.get("text/html", "")) > MAX_HTML:
                 del data["text/html"]
 
