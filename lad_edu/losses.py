@@ -15,6 +15,11 @@ IoU branch            ``0.5 · BCE(iou_logit, IoU(pred, gt))``     ``num_pos``
                       on positives, target detached
 ====================  ==========================================  =====================================
 
+When the assigner gives a soft target per positive (``AssignResult.quality``: task-aligned assignment's
+normalised alignment metric, SimOTA's IoU) and ``soft_target`` is on, the classification term is the
+quality focal loss (:func:`quality_focal_loss`, as TOOD trains with its metric) on the target "``quality`` at
+the GT's class, 0 elsewhere" instead of the focal loss on a one-hot target.
+
 ``num_pos`` counts the positives of the whole batch; ``max(num_pos, num_images)`` keeps an image without
 objects from dividing by zero, and with no positive at all the box and IoU terms are exactly 0 (still
 connected to the graph, so every parameter gets a gradient of 0, as DDP needs).
@@ -37,7 +42,7 @@ from lad_edu.assign.batch import BatchLayout
 from lad_edu.assign.result import AssignResult
 from lad_edu.boxes import aligned_box_iou, box_iou
 
-__all__ = ["LossWeights", "detection_losses", "distillation_losses", "soft_label_kl"]
+__all__ = ["LossWeights", "detection_losses", "distillation_losses", "quality_focal_loss", "soft_label_kl"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,26 @@ class LossWeights:
     iou: float = 0.5
     gamma: float = 2.0
     alpha: float = 0.25
+    quality_beta: float = 2.0  # quality focal loss's exponent (GFL, TOOD)
+
+
+def quality_focal_loss(logits: Tensor, target: Tensor, beta: float = 2.0) -> Tensor:
+    """Quality focal loss (GFL, Li et al. 2020, eq. 5; TOOD's and MMDetection's ``QualityFocalLoss``).
+
+    ``QFL(σ, y) = BCE(σ, y) · |y − σ|^β`` per logit, with a soft target ``y ∈ [0, 1]`` (an anchor's quality at
+    its GT's class, 0 elsewhere). With a one-hot ``y`` it is the focal loss without α; an anchor whose score
+    already equals its target costs nothing. E.g. ``σ = 0.5, y = 0.8``: ``BCE = 0.693``, ``|y − σ|² = 0.09``,
+    ``QFL = 0.0624``.
+
+    Args:
+        logits, target: the same shape (``[..., C]``); ``target`` is not differentiated.
+
+    Returns:
+        The elementwise loss, the shape of ``logits``.
+    """
+    target = target.detach()
+    scale = (target - logits.sigmoid()).abs().pow(beta)
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none") * scale
 
 
 def detection_losses(
@@ -59,6 +84,7 @@ def detection_losses(
     gt_boxes: list[Tensor],
     weights: LossWeights = LossWeights(),
     iou_weighted_bbox: bool = True,
+    soft_target: bool = True,
 ) -> dict[str, Tensor]:
     """The classification, box and IoU-branch losses of a batch, from its assignments.
 
@@ -72,6 +98,8 @@ def detection_losses(
         weights: the terms' weights.
         iou_weighted_bbox: weight each positive's box loss by its IoU target and normalise by their sum
             (PAA); False averages over the positives (LAD's student, and the authors' code).
+        soft_target: when an assignment carries ``quality``, train classification with the quality focal
+            loss on it (see the module docstring); False keeps the one-hot focal loss.
 
     Returns:
         ``{"loss_cls", "loss_bbox", "loss_iou"}``, scalars, finite for images without objects.
@@ -88,12 +116,20 @@ def detection_losses(
     pos = gt_inds > 0
     num_pos = int(pos.sum())
 
-    # classification: focal loss on every non-ignored anchor, one-hot target for positives, zeros otherwise
+    # classification on every non-ignored anchor: target 1 (or the positive's quality) at its GT's class
     target = torch.zeros_like(cls_logits)
     target[pos] = F.one_hot(labels[pos], num_classes).to(cls_logits.dtype)
-    focal = torchvision.ops.sigmoid_focal_loss(cls_logits, target, alpha=weights.alpha, gamma=weights.gamma)
+    if soft_target and any(a.quality is not None for a in assignments):
+        # an image whose assignment carries no quality (one without GTs, say) keeps its one-hot target
+        quality = [a.pos.to(target.dtype) if a.quality is None else a.quality for a in assignments]
+        target = target * torch.stack(quality).to(target.dtype)[..., None]
+        per_logit = quality_focal_loss(cls_logits, target, beta=weights.quality_beta)
+    else:
+        per_logit = torchvision.ops.sigmoid_focal_loss(
+            cls_logits, target, alpha=weights.alpha, gamma=weights.gamma
+        )
     cls_avg = max(num_pos, num_images)
-    loss_cls = weights.cls * focal[gt_inds >= 0].sum() / cls_avg
+    loss_cls = weights.cls * per_logit[gt_inds >= 0].sum() / cls_avg
 
     if num_pos == 0:  # 0, but on the graph: every parameter still receives a (zero) gradient
         zero = pred_boxes.sum() * 0 + iou_logits.sum() * 0

@@ -165,3 +165,71 @@ def test_distillation_losses_on_an_image_without_objects_are_finite_and_on_the_g
     total = out["loss_soft_cls"] + out["loss_soft_bbox"]
     total.backward()
     assert torch.isfinite(total) and boxes.grad is not None
+
+
+def qfl_by_hand(logit, target, beta=2.0):
+    p = 1 / (1 + math.exp(-logit))
+    bce = -(target * math.log(p) + (1 - target) * math.log(1 - p))
+    return bce * abs(target - p) ** beta
+
+
+def test_quality_focal_loss_worked_example_and_its_one_hot_limit():
+    from lad_edu.losses import quality_focal_loss
+
+    # the docstring example: sigma 0.5, y 0.8: BCE = -(0.8 ln 0.5 + 0.2 ln 0.5) = ln 2, (y - sigma)^2 = 0.09
+    assert quality_focal_loss(torch.tensor([0.0]), torch.tensor([0.8])).item() == pytest.approx(
+        math.log(2) * 0.09
+    )
+    logits, one_hot = torch.randn(50, 3), torch.eye(3)[torch.randint(0, 3, (50,))]
+    no_alpha_focal = torchvision.ops.sigmoid_focal_loss(
+        logits, one_hot, alpha=-1, gamma=2.0, reduction="none"
+    )
+    torch.testing.assert_close(quality_focal_loss(logits, one_hot), no_alpha_focal)
+    assert quality_focal_loss(torch.tensor([2.0]), torch.tensor([2.0]).sigmoid()).item() == 0.0
+
+
+def test_a_quality_target_replaces_the_one_hot_one_by_hand():
+    cls_logits, pred, iou_logits, assignments, gts = one_image()
+    with_quality = AssignResult.from_gt_inds(
+        assignments[0].gt_inds,
+        assignments[0].max_iou,
+        torch.tensor([1, 0]),
+        quality=torch.tensor([0.6, 0, 0, 0.3]),
+    )
+    losses = detection_losses(cls_logits, pred, iou_logits, [with_quality], gts)
+    targets = [[0, 0.6], [0, 0], None, [0.3, 0]]  # quality at the GT's class, anchor 2 ignored
+    qfl = sum(
+        qfl_by_hand(z, t)
+        for row, tgt in zip(cls_logits[0].tolist(), targets, strict=True)
+        if tgt
+        for z, t in zip(row, tgt, strict=True)
+    )
+    assert losses["loss_cls"].item() == pytest.approx(qfl / 2)
+    plain = detection_losses(cls_logits, pred, iou_logits, assignments, gts)
+    off = detection_losses(cls_logits, pred, iou_logits, [with_quality], gts, soft_target=False)
+    assert off["loss_cls"].item() == pytest.approx(
+        plain["loss_cls"].item()
+    )  # soft_target=False: the focal loss
+    for name in ("loss_bbox", "loss_iou"):  # only the classification term reads the quality
+        assert losses[name].item() == pytest.approx(plain[name].item())
+
+
+def test_an_image_without_quality_in_a_soft_batch_keeps_its_one_hot_target():
+    cls_logits, pred, iou_logits, assignments, gts = one_image()
+    quality = AssignResult.from_gt_inds(
+        assignments[0].gt_inds,
+        assignments[0].max_iou,
+        torch.tensor([1, 0]),
+        quality=torch.tensor([1.0, 0, 0, 1.0]),
+    )
+    batch = detection_losses(
+        cls_logits.repeat(2, 1, 1),
+        pred.repeat(2, 1, 1),
+        iou_logits.repeat(2, 1),
+        [quality, assignments[0]],
+        gts * 2,
+    )
+    alone = detection_losses(cls_logits, pred, iou_logits, [quality], gts)
+    assert batch["loss_cls"].item() == pytest.approx(
+        alone["loss_cls"].item()
+    )  # quality 1 == one-hot under QFL

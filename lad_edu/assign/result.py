@@ -44,6 +44,10 @@ class AssignResult:
         details: what an assigner computed on the way, for plots and statistics (documented by each
             assigner; GT-indexed entries cover all ``num_gts`` GTs). Empty when there was nothing to compute
             (no anchor, or no usable GT for the fixed-IoU and ATSS rules).
+        quality: ``[N]`` float in ``[0, 1]``, or None: a soft classification target for the positives, set by
+            the rules whose detectors train with one (TOOD's normalised alignment metric for task-aligned
+            assignment, the predicted box's IoU for SimOTA); 0 on anchors that are not positive.
+            :func:`lad_edu.losses.detection_losses` uses it in place of the one-hot target when present.
     """
 
     gt_inds: Tensor
@@ -51,6 +55,7 @@ class AssignResult:
     labels: Tensor
     num_gts: int
     details: dict[str, Tensor] = field(default_factory=dict)
+    quality: Tensor | None = None
 
     @property
     def pos(self) -> Tensor:
@@ -83,6 +88,7 @@ class AssignResult:
         gt_labels: Tensor,
         kept: Tensor | None = None,
         details: dict[str, Tensor] | None = None,
+        quality: Tensor | None = None,
     ) -> AssignResult:
         """Build a result from ``gt_inds`` and fill ``labels``: the positive's GT class, -1 elsewhere.
 
@@ -92,7 +98,7 @@ class AssignResult:
             gt_labels: ``[G]`` class ids of all the GTs that were given.
             kept: ``[G']`` long, when ``gt_inds`` counts only these GTs (the non-degenerate ones):
                 ``gt_inds == k`` then means GT ``kept[k - 1]`` and is renumbered accordingly.
-            details: see the class docstring.
+            details, quality: see the class docstring.
         """
         if kept is not None and len(kept) != len(gt_labels):  # some GTs were dropped: renumber
             renumber = torch.cat([torch.tensor([-1, 0], device=kept.device), kept + 1])  # [-1, 0, kept + 1]
@@ -100,7 +106,7 @@ class AssignResult:
         # a lookup table indexed by gt_inds + 1: ignore (-1) and negative (0) -> -1, GT k -> its class
         table = torch.cat([torch.full((2,), -1, device=gt_inds.device), gt_labels.to(torch.long)])
         labels = table.index_select(0, gt_inds + 1)  # index_select: ~4x faster than table[...] on CPU
-        return cls(gt_inds, max_iou, labels, num_gts=len(gt_labels), details=details or {})
+        return cls(gt_inds, max_iou, labels, num_gts=len(gt_labels), details=details or {}, quality=quality)
 
     @classmethod
     def all_negative(cls, anchors: Tensor, num_gts: int) -> AssignResult:
@@ -225,4 +231,4 @@ def ignore_crowd(
         return result
     covered = box_iof(anchors, crowd_boxes).amax(dim=1) > iof_thr  # [N]
     gt_inds = torch.where(result.neg & covered, -1, result.gt_inds)
-    return AssignResult(gt_inds, result.max_iou, result.labels, result.num_gts, result.details)
+    return AssignResult(gt_inds, result.max_iou, result.labels, result.num_gts, result.details, result.quality)

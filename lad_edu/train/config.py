@@ -79,17 +79,29 @@ class AssignConfig:
     """Which anchors learn which object. One head and one set of losses for every assigner.
 
     A field named like an option of the chosen assigner (a keyword argument of its constructor) configures
-    it; the others are ignored by it (:meth:`build_assigner`).
+    it; the others are ignored by it (:meth:`build_assigner`). A field left at None is not passed, so the
+    assigner keeps its own default (``topk``: 9 for ATSS and PAA, 13 for the task-aligned rule).
     """
 
-    assigner: str = "paa"  # a name of lad_edu.assign.ASSIGNERS: fixed | atss | paa
+    assigner: str = "paa"  # a name of lad_edu.assign.ASSIGNERS: fixed | atss | paa | tal | simota | hungarian
     pos_iou_thr: float = 0.5  # fixed (RetinaNet's MaxIoU)
     neg_iou_thr: float = 0.4  # fixed
-    topk: int = 9  # atss, paa
+    topk: int | None = None  # atss, paa (9), tal (13)
     bbox_weight: float = 1.3  # paa cost: weight of (1 - GIoU); 1.0 = original PAA
     loc_loss: str = "giou"  # paa cost: giou | iou (the paper's eq. 2)
     keep_single_candidate: bool = False  # paa: original-PAA variant
     all_if_no_fg: bool = False  # paa: original-PAA variant
+    alpha: float | None = None  # tal: exponent of the score in t = s^alpha u^beta (1.0)
+    beta: float | None = None  # tal: exponent of the predicted box's IoU (6.0)
+    variant: str | None = None  # tal: mmdet | ultralytics
+    center_radius: float | None = None  # simota: the centre region's half side, in strides (2.5)
+    candidate_topk: int | None = None  # simota: IoUs summed for the dynamic k (10)
+    iou_weight: float | None = None  # simota: weight of -log IoU in the cost (3.0)
+    cls_weight: float | None = None  # simota (1.0), hungarian (2.0): weight of the classification cost
+    l1_weight: float | None = None  # hungarian: weight of the L1 cost on normalised cxcywh (5.0)
+    giou_weight: float | None = None  # hungarian: weight of the -GIoU cost (2.0)
+    max_pairs: int | None = None  # tal, simota, hungarian: (image, GT, anchor) triples at once (2^24)
+    soft_target: bool = True  # tal, simota: train classification on the assigner's quality (QFL)
     crowd_iof_thr: float = 0.5  # negatives this much inside an iscrowd box are ignored
 
     def build_assigner(self, num_classes: int) -> Assigner:
@@ -97,7 +109,8 @@ class AssignConfig:
         that a GT label outside the classes is an error, where it takes one)."""
         options = assigner_options(self.assigner)
         values = dataclasses.asdict(self) | {"num_classes": num_classes}
-        return build_assigner(self.assigner, **{key: values[key] for key in options if key in values})
+        chosen = {key: values[key] for key in options if values.get(key) is not None}
+        return build_assigner(self.assigner, **chosen)
 
 
 @dataclass

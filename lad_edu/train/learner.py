@@ -260,6 +260,7 @@ class Learner:
                 assignments,
                 gt_boxes,
                 iou_weighted_bbox=self.iou_weighted_bbox,
+                soft_target=self.cfg.assign.soft_target,
             )
             losses.update({name + suffix: value for name, value in terms.items()})
         if self.cfg.distill.mode in ("soft", "solad"):
