@@ -35,7 +35,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["AnchorGenerator", "Anchors", "retinanet", "single", "level_ids"]
+__all__ = ["AnchorGenerator", "Anchors", "retinanet", "single", "level_ids", "level_strides"]
 
 
 class Anchors(NamedTuple):
@@ -151,3 +151,30 @@ def level_ids(num_level_anchors: list[int], device: torch.device | str | None = 
     """The FPN level of every anchor: ``[N]`` long, 0 for the first (finest) level."""
     counts = torch.tensor(num_level_anchors, dtype=torch.long, device=device)
     return torch.repeat_interleave(torch.arange(len(num_level_anchors), device=device), counts)
+
+
+def level_strides(anchors: Tensor, num_level_anchors: list[int]) -> list[float]:
+    """The stride of every level, read back from the anchors: the smallest gap between anchor centres.
+
+    For rules that need a prior's stride (SimOTA's centre region) but get only ``anchors [N, 4]`` and
+    ``num_level_anchors``. A level with a single location has no gap: it gets twice the previous level's
+    stride (FPN levels double); a first level with a single location is a ``ValueError``.
+
+    >>> anchors, num_level_anchors = single(strides=(8, 16, 32))((64, 96))
+    >>> level_strides(anchors, num_level_anchors)
+    [8.0, 16.0, 32.0]
+    """
+    strides: list[float] = []
+    for level, centres in enumerate(((anchors[:, :2] + anchors[:, 2:]) / 2).split(list(num_level_anchors))):
+        gaps = (centres - centres[:1]).abs().amax(dim=1) if len(centres) else centres.new_zeros(0)
+        gaps = gaps[gaps > 1e-6]
+        if len(gaps):
+            strides.append(float(gaps.min()))
+        elif level > 0:
+            strides.append(2 * strides[-1])
+        else:
+            raise ValueError(
+                "the first anchor level has a single location, so its stride cannot be read from the "
+                "anchors: pass the strides explicitly"
+            )
+    return strides
