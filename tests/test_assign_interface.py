@@ -38,7 +38,7 @@ def alone(name, assigner, boxes, labels, predictions, b):
     )
 
 
-@pytest.mark.parametrize("name", ["fixed", "atss", "paa"])
+@pytest.mark.parametrize("name", list(ASSIGNERS))
 def test_a_batch_gives_every_image_exactly_what_it_gets_alone(name):
     gt_boxes, gt_labels, predictions = batch_of_three()
     assigner = build_assigner(name)
@@ -49,6 +49,9 @@ def test_a_batch_gives_every_image_exactly_what_it_gets_alone(name):
         assert torch.equal(result.gt_inds, single_image.gt_inds)
         assert torch.equal(result.labels, single_image.labels)
         assert torch.equal(result.max_iou, single_image.max_iou)
+        assert (result.quality is None) == (single_image.quality is None)
+        if result.quality is not None:  # the soft target of the task-aligned rule and SimOTA
+            assert torch.equal(result.quality, single_image.quality)
         assert result.details.keys() == single_image.details.keys()
         for key, value in result.details.items():
             assert_same_detail(key, value, single_image.details[key])
@@ -70,19 +73,24 @@ def test_which_assigners_read_predictions():
         "fixed": False,
         "atss": False,
         "paa": True,
+        "tal": True,
+        "simota": True,
+        "hungarian": True,
     }
     gt_boxes, gt_labels, _ = batch_of_three()
     for name in ("fixed", "atss"):  # no predictions needed
         assert len(build_assigner(name).assign_batch(ANCHORS, NUM_LEVEL_ANCHORS, gt_boxes, gt_labels)) == 3
-    with pytest.raises(ValueError, match=r"PAAAssigner .*predictions.*pass predictions=Predictions"):
-        build_assigner("paa").assign_batch(ANCHORS, NUM_LEVEL_ANCHORS, gt_boxes, gt_labels)
-    with pytest.raises(ValueError, match="predictions must be a lad_edu.assign.Predictions, got tuple"):
-        build_assigner("paa").assign_batch(ANCHORS, NUM_LEVEL_ANCHORS, gt_boxes, gt_labels, (1, 2))
+    for name in ("paa", "tal", "simota", "hungarian"):
+        assigner = build_assigner(name)
+        with pytest.raises(ValueError, match=rf"{type(assigner).__name__} .*pass predictions=Predictions"):
+            assigner.assign_batch(ANCHORS, NUM_LEVEL_ANCHORS, gt_boxes, gt_labels)
+        with pytest.raises(ValueError, match="predictions must be a lad_edu.assign.Predictions, got tuple"):
+            assigner.assign_batch(ANCHORS, NUM_LEVEL_ANCHORS, gt_boxes, gt_labels, (1, 2))
 
 
 def test_unknown_names_and_options_list_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown assigner 'hungarian'; valid assigners: fixed, atss, paa"):
-        build_assigner("hungarian")
+    with pytest.raises(ValueError, match="unknown assigner 'ota'; valid assigners: fixed, atss, paa, tal, "):
+        build_assigner("ota")
     with pytest.raises(ValueError, match="assigner 'paa' has no option 'pos_iou_thr'; its options: topk, "):
         build_assigner("paa", pos_iou_thr=0.5)
     assert assigner_options("atss") == ("topk", "center_eps", "num_classes")
@@ -90,7 +98,7 @@ def test_unknown_names_and_options_list_the_valid_ones():
     assert (paa.topk, paa.keep_single_candidate, paa.all_if_no_fg) == (4, True, False)
 
 
-@pytest.mark.parametrize("name", ["fixed", "atss", "paa"])
+@pytest.mark.parametrize("name", list(ASSIGNERS))
 def test_batch_errors_name_the_argument_and_the_image(name):
     gt_boxes, gt_labels, predictions = batch_of_three()
     assigner = build_assigner(name, **({} if name == "paa" else {"num_classes": NUM_CLASSES}))
@@ -139,6 +147,15 @@ def test_the_training_config_builds_its_assigner_with_its_options():
     fixed = AssignConfig(assigner="fixed", pos_iou_thr=0.6, neg_iou_thr=0.3).build_assigner(NUM_CLASSES)
     assert (fixed.pos_iou_thr, fixed.neg_iou_thr, fixed.num_classes) == (0.6, 0.3, NUM_CLASSES)
     assert AssignConfig(assigner="atss", topk=5).build_assigner(NUM_CLASSES).num_classes == NUM_CLASSES
+    # an option left at None keeps the assigner's own default: topk is 9 for ATSS and PAA, 13 for TAL
+    assert AssignConfig(assigner="atss").build_assigner(NUM_CLASSES).topk == 9
+    assert AssignConfig(assigner="tal").build_assigner(NUM_CLASSES).topk == 13
+    tal = AssignConfig(assigner="tal", topk=10, alpha=0.5, variant="ultralytics").build_assigner(NUM_CLASSES)
+    assert (tal.topk, tal.alpha, tal.beta, tal.variant) == (10, 0.5, 6.0, "ultralytics")
+    simota = AssignConfig(assigner="simota", cls_weight=2.0, center_radius=1.5).build_assigner(NUM_CLASSES)
+    assert (simota.cls_weight, simota.center_radius, simota.iou_weight) == (2.0, 1.5, 3.0)
+    hungarian = AssignConfig(assigner="hungarian", max_pairs=1000).build_assigner(NUM_CLASSES)
+    assert (hungarian.cls_weight, hungarian.max_pairs) == (2.0, 1000)  # SimOTA's cls_weight default is 1.0
 
 
 def test_teacher_modes_need_an_assigner_that_reads_predictions():

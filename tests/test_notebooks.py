@@ -34,7 +34,9 @@ def test_a_notebook_is_committed_executed_with_its_figures(path):
     assert path.stat().st_size <= MAX_BYTES, f"{path.name}: run `make notebooks`, which shrinks the figures"
     code = [cell for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"]
     counts = [cell["execution_count"] for cell in code]
-    assert counts == list(range(1, len(code) + 1)), f"{path.name}: not run top to bottom; run `make notebooks`"
+    assert counts == list(range(1, len(code) + 1)), (
+        f"{path.name}: not run top to bottom; run `make notebooks`"
+    )
     assert any(mime in out.get("data", {}) for cell in code for out in cell["outputs"] for mime in IMAGES)
     errors = [out for cell in code for out in cell["outputs"] if out["output_type"] == "error"]
     assert not errors, f"{path.name} was committed with an error output"

@@ -18,8 +18,11 @@ import inspect
 
 from lad_edu.assign.atss import ATSSAssigner
 from lad_edu.assign.fixed_iou import FixedIoUAssigner
+from lad_edu.assign.hungarian import HungarianAssigner
 from lad_edu.assign.interface import Assigner
 from lad_edu.assign.paa import PAAAssigner
+from lad_edu.assign.simota import SimOTAAssigner
+from lad_edu.assign.tal import TaskAlignedAssigner
 
 __all__ = ["ASSIGNERS", "assigner_class", "assigner_options", "build_assigner"]
 
@@ -27,6 +30,9 @@ ASSIGNERS: dict[str, type] = {
     "fixed": FixedIoUAssigner,  # RetinaNet's MaxIoU (LAD paper section 2.1)
     "atss": ATSSAssigner,  # adaptive IoU threshold per GT (Table 1)
     "paa": PAAAssigner,  # the network's own costs, split by a GMM (section 3.2, Fig. 2a)
+    "tal": TaskAlignedAssigner,  # TOOD / YOLOv8: top-k of score^alpha x IoU^beta, centre inside the GT
+    "simota": SimOTAAssigner,  # YOLOX: each GT's dynamic k cheapest anchors of its centre region
+    "hungarian": HungarianAssigner,  # DETR / DINO: one anchor per GT, the one-to-one match of least cost
 }
 
 
@@ -45,7 +51,7 @@ def assigner_options(name: str) -> tuple[str, ...]:
 
 
 def build_assigner(name: str, **options) -> Assigner:
-    """The assigner called ``name`` (``"fixed"``, ``"atss"``, ``"paa"``), configured with ``options``.
+    """The assigner called ``name`` (a key of :data:`ASSIGNERS`), configured with ``options``.
 
     Raises:
         ValueError: for an unknown name (listing the valid ones) or an option the assigner does not have

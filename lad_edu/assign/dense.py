@@ -14,10 +14,12 @@ conflicts between GTs with a running best over the GT chunks, so chunked and unc
 ...                                   torch.zeros(0, dtype=torch.long)])
 >>> boxes.shape, labels.tolist(), valid.tolist()
 (torch.Size([2, 2, 4]), [[3, 1], [0, 0]], [[True, True], [False, False]])
->>> chunks(num_images=4, max_gts=3, num_anchors=10, max_pairs=60)      # 2 images (60 triples) at a time
-[(slice(0, 2, None), slice(0, 3, None)), (slice(2, 4, None), slice(0, 3, None))]
->>> chunks(num_images=2, max_gts=3, num_anchors=10, max_pairs=20)      # one image is too big: 2 GTs
-[(slice(0, 1, None), slice(0, 2, None)), (slice(0, 1, None), slice(2, 3, None)), (slice(1, 2, None), slice(0, 2, None)), (slice(1, 2, None), slice(2, 3, None))]
+>>> def show(pieces):  # (images, GTs) of each piece, as ranges
+...     return [(f"{i.start}:{i.stop}", f"{g.start}:{g.stop}") for i, g in pieces]
+>>> show(chunks(num_images=4, max_gts=3, num_anchors=10, max_pairs=60))   # 2 images (60 triples) at a time
+[('0:2', '0:3'), ('2:4', '0:3')]
+>>> show(chunks(num_images=2, max_gts=3, num_anchors=10, max_pairs=20))   # one image is too big: 2 GTs
+[('0:1', '0:2'), ('0:1', '2:3'), ('1:2', '0:2'), ('1:2', '2:3')]
 """
 
 from __future__ import annotations
@@ -27,9 +29,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from lad_edu.assign.result import first_non_finite
+from lad_edu.assign.interface import Predictions, check_batch, check_predictions, require_predictions
+from lad_edu.assign.result import check_assign_inputs, first_non_finite
 
-__all__ = ["DEFAULT_MAX_PAIRS", "check_finite_predictions", "chunks", "padded_gts"]
+__all__ = [
+    "DEFAULT_MAX_PAIRS",
+    "check_dense_inputs",
+    "check_finite_predictions",
+    "chunks",
+    "padded_gts",
+]
 
 # 2^24 (image, GT, anchor) triples: ~64 MiB per float32 [B, G, N] tensor in flight. A classroom batch
 # (8 images × ≤ 10 GTs × 1.3k anchors = 0.1 M) is never chunked; a COCO batch of 16 images with 30 GTs
@@ -82,22 +91,55 @@ def chunks(*, num_images: int, max_gts: int, num_anchors: int, max_pairs: int) -
     ]
 
 
-def check_finite_predictions(cls_logits: Tensor, pred_boxes: Tensor, image: int | None = None) -> None:
-    """Raise a ``ValueError`` naming the field and the anchor when a logit or a predicted box coordinate is
-    NaN or infinite (a diverged network): a cost built from it would silently decide nothing.
+def check_finite_predictions(cls_logits: Tensor, pred_boxes: Tensor) -> None:
+    """Raise a ``ValueError`` naming the field and the anchor when one image's logit or predicted box
+    coordinate is NaN or infinite (a diverged network): a cost built from it would silently decide nothing.
 
     Args:
-        cls_logits: ``[..., N, C]``; pred_boxes: ``[..., N, 4]`` (one image, or a batch ``[B, N, ...]``).
-        image: the image's index in its batch, for the message.
+        cls_logits: ``[N, C]``; pred_boxes: ``[N, 4]`` (one image: a batch's caller adds ``"image b: "``).
     """
-    where = "" if image is None else f"image {image}: "
     for name, values in (("cls_logits", cls_logits), ("pred_boxes", pred_boxes)):
-        rows = values.reshape(-1, values.shape[-1])
-        bad = first_non_finite(rows)
+        bad = first_non_finite(values)
         if bad is not None:
-            anchor = bad % values.shape[-2]
-            batch = "" if values.dim() == 2 else f"image {bad // values.shape[-2]}, "
             raise ValueError(
-                f"{where}{name} must be finite, got {rows[bad].tolist()} at {batch}anchor {anchor}: the network "
-                "has diverged (lower the learning rate, or use a checkpoint from before the NaN)"
+                f"{name} must be finite, got {values[bad].tolist()} at anchor {bad}: the network has "
+                "diverged (lower the learning rate, or use a checkpoint from before the NaN)"
             )
+
+
+def check_dense_inputs(
+    assigner: object,
+    anchors: Tensor,
+    num_level_anchors: list[int],
+    gt_boxes: Sequence[Tensor],
+    gt_labels: Sequence[Tensor],
+    predictions: Predictions | None,
+) -> tuple[Predictions, list[Tensor]]:
+    """The checks of a prediction-based rule's ``assign_batch``, before any work.
+
+    The batch must fit together (:func:`~lad_edu.assign.interface.check_batch`), ``predictions`` must be
+    given, for these images and anchors and on their device; each image's GTs must be finite with labels in
+    ``[0, C)`` (and ``< assigner.num_classes`` when that is set), and its predictions finite. A ``ValueError``
+    about image ``b`` starts with ``"image b: "``.
+
+    Returns:
+        The predictions, and per image the indices ``[G'_b]`` of its non-degenerate GTs (the ones to match).
+    """
+    predictions = require_predictions(assigner, predictions)
+    check_batch(anchors, num_level_anchors, gt_boxes, gt_labels)
+    check_predictions(predictions, len(gt_boxes), len(anchors))
+    if predictions.boxes.device != anchors.device:
+        raise ValueError(f"predictions are on {predictions.boxes.device}, anchors on {anchors.device}")
+    num_classes = predictions.cls_logits.shape[-1]
+    if getattr(assigner, "num_classes", None) is not None:
+        num_classes = min(num_classes, assigner.num_classes)
+    kept = []
+    for b, (boxes, labels) in enumerate(zip(gt_boxes, gt_labels, strict=True)):
+        try:
+            kept.append(
+                check_assign_inputs(anchors, boxes, labels, num_level_anchors, num_classes=num_classes)
+            )
+            check_finite_predictions(predictions.cls_logits[b], predictions.boxes[b])
+        except ValueError as error:  # the checks know one image: say which one of the batch
+            raise ValueError(f"image {b}: {error}") from error
+    return predictions, kept

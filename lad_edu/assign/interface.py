@@ -36,6 +36,7 @@ __all__ = [
     "assign_each_image",
     "check_batch",
     "check_predictions",
+    "one_image_predictions",
     "require_predictions",
 ]
 
@@ -179,3 +180,15 @@ def assign_each_image(
         except ValueError as error:  # the checks know one image: say which one of the batch
             raise ValueError(f"image {image}: {error}") from error
     return results
+
+
+def one_image_predictions(
+    anchors: Tensor, cls_logits: Tensor, pred_boxes: Tensor, image_size: tuple[int, int] | None = None
+) -> Predictions:
+    """A per-image ``assign``'s ``cls_logits [N, C]`` and ``pred_boxes [N, 4]`` as a batch of one, or a
+    ``ValueError`` naming the argument whose shape does not fit ``anchors [N, 4]``."""
+    for values, name, width in ((cls_logits, "cls_logits", "C"), (pred_boxes, "pred_boxes", "4")):
+        if not isinstance(values, Tensor) or values.dim() != 2 or len(values) != len(anchors):
+            shape = tuple(getattr(values, "shape", ()))
+            raise ValueError(f"{name} must be [N={len(anchors)}, {width}], got {shape}")
+    return Predictions(cls_logits[None], pred_boxes[None], None if image_size is None else (image_size,))

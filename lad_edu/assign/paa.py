@@ -66,6 +66,7 @@ from lad_edu.assign.interface import (
     assign_each_image,
     check_batch,
     check_predictions,
+    one_image_predictions,
     require_predictions,
 )
 from lad_edu.assign.result import AssignResult, check_labels, first_non_finite
@@ -464,10 +465,7 @@ class PAAAssigner:
             (``[G, 2]``), ``gmm_n_iter`` and ``gmm_converged`` (``[G]``); and ``pre_gt_inds`` (``[N]``, the
             pre-assignment).
         """
-        for values, name, width in ((cls_logits, "cls_logits", "C"), (pred_boxes, "pred_boxes", "4")):
-            if values.dim() != 2 or len(values) != len(anchors):
-                raise ValueError(f"{name} must be [N={len(anchors)}, {width}], got {tuple(values.shape)}")
-        predictions = Predictions(cls_logits[None], pred_boxes[None])
+        predictions = one_image_predictions(anchors, cls_logits, pred_boxes)
         return self.assign_batch(anchors, num_level_anchors, [gt_boxes], [gt_labels], predictions)[0]
 
     def assign_batch(

@@ -231,4 +231,6 @@ def ignore_crowd(
         return result
     covered = box_iof(anchors, crowd_boxes).amax(dim=1) > iof_thr  # [N]
     gt_inds = torch.where(result.neg & covered, -1, result.gt_inds)
-    return AssignResult(gt_inds, result.max_iou, result.labels, result.num_gts, result.details, result.quality)
+    return AssignResult(
+        gt_inds, result.max_iou, result.labels, result.num_gts, result.details, result.quality
+    )

@@ -56,10 +56,10 @@ def strategy_names(requested: Sequence[str], teacher: str | Path | None = None) 
 
     >>> strategy_names(["fixed", "lad"])
     ['paa', 'fixed', 'lad']
-    >>> strategy_names(["hungarian"])
+    >>> strategy_names(["ota"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown strategy 'hungarian'; valid strategies: fixed, atss, paa, soft, lad, solad, colad
+    ValueError: unknown strategy 'ota'; valid strategies: fixed, atss, paa, soft, lad, ..., simota, hungarian
     """
     valid = list(STRATEGIES) + [name for name in ASSIGNERS if name not in STRATEGIES]
     for name in requested:
