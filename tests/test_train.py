@@ -26,6 +26,11 @@ MODES = {
     "colad": ["distill.mode=colad", "distill.teacher_backbone=small"],
     "colad_group": ["distill.mode=colad", "distill.teacher_backbone=small", "distill.granularity=group"],
     "paa_cop": ["model.cop=true"],
+    "tal": ["assign.assigner=tal"],
+    "simota": ["assign.assigner=simota"],
+    "hungarian": ["assign.assigner=hungarian"],
+    "lad_tal": ["distill.mode=lad", "assign.assigner=tal"],  # a TAL teacher's labels (LAD with another rule)
+    "lad_simota": ["distill.mode=lad", "assign.assigner=simota"],
 }
 
 
@@ -172,6 +177,7 @@ def test_shipped_configs_load_and_name_their_target():
         "colad_r50_r101_1x",
         "solad_r50_paa_r101_1x",
         *(f"classroom_{m}" for m in ("fixed", "atss", "paa", "soft", "lad", "solad", "colad")),
+        *(f"classroom_{m}" for m in ("tal", "simota", "hungarian")),
     ]:
         assert name in names
         load_config(name)
