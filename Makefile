@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m lad_edu.cli compare
 
-# the shipped reference the notebooks read at SCALE="tiny" (every strategy, seed 0; ~45 min on 2 cores)
+# the shipped reference the notebooks read at SCALE="tiny" (every strategy, seed 0; ~75 min on 2 cores)
 reference: $(STAMP)
 	$(PY) -m lad_edu.reference
 

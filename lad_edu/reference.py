@@ -14,12 +14,18 @@ and figures. ``make reference`` (``python -m lad_edu.reference``) makes it again
         runs/<strategy>/        config.yaml, metrics.jsonl, snapshots.jsonl, coco_stats.json
         larger_student/         the paper's Table 3 in miniature: a wider network trained with PAA, and
                                 with LAD taught by the small PAA network above (results.json, runs/)
+        modern/                 beyond the paper: fixed, ATSS and PAA next to the rules of newer detectors
+                                (task-aligned, SimOTA, Hungarian), one comparison (results.json, figures/,
+                                runs/)
 
 The comparison is ``lad-edu compare --strategies fixed,atss,paa,soft,lad,solad,colad`` with the default
 ``classroom_compare`` preset and seed 0, on the classroom data ``lad-edu make-data`` writes (the same seed
 writes the same images). ``paa.pt`` is a run checkpoint like any other: ``lad-edu eval``, ``lad-edu
 assign`` and ``distill.teacher_checkpoint`` take it; it cannot be resumed (no optimizer state). The
 larger student differs from the small network only by :data:`LARGER_STUDENT` (1.7x the parameters).
+``modern/`` is ``lad-edu compare --strategies fixed,atss,paa,tal,simota,hungarian`` (:data:`MODERN`) with
+the same preset and seed: a comparison of its own, so its fixed, ATSS and PAA runs are trained again beside
+the new rules (the same seed gives them the numbers of the main comparison).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from lad_edu.data.classroom import data_root
 from lad_edu.train.checkpoint import load_run_checkpoint, load_run_detector, save_checkpoint
 
 __all__ = [
+    "LARGER_STUDENT",
+    "MODERN",
     "REFERENCE",
     "STRATEGIES",
     "build_reference",
@@ -53,6 +61,7 @@ __all__ = [
 
 REFERENCE = Path(__file__).resolve().parent / "assets" / "reference"
 STRATEGIES = ("fixed", "atss", "paa", "soft", "lad", "solad", "colad")
+MODERN = ("fixed", "atss", "paa", "tal", "simota", "hungarian")  # modern/: the rules of newer detectors
 SHIPPED_RUN_FILES = ("config.yaml", "metrics.jsonl", "snapshots.jsonl", "eval/coco_stats.json")
 WEIGHTS = "paa.pt"
 LARGER_STUDENT = ("model.fpn_channels=128", "model.head_channels=128")  # 2.6M parameters against 1.5M
@@ -154,11 +163,14 @@ def build_reference(
         out=larger_work,
         jobs=jobs,
     )
+    modern_work = work / "modern"
+    modern = compare(data=data, strategies=MODERN, seeds=1, out=modern_work, jobs=jobs, overrides=overrides)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp's 0o700 would keep an installed package's reference from other users
     _ship(report, work, staging)
     _ship(larger, larger_work, staging / "larger_student")
+    _ship(modern, modern_work, staging / "modern")
     export_weights(teacher, staging / WEIGHTS)
     stats = evaluate_reference(staging, data)
     info = {
@@ -170,6 +182,7 @@ def build_reference(
         "paa_val_AP_run": report["strategies"]["paa"]["runs"][0]["coco"]["AP"],
         "paa_val_AP_fp16": stats["AP"],
         "larger_student": list(LARGER_STUDENT),
+        "modern": list(MODERN),
     }
     with atomic_open(staging / "reference.json") as f:
         json.dump(info, f, indent=1)

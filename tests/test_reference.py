@@ -60,6 +60,19 @@ def test_the_larger_student_learned_from_the_small_paa_network():
         assert (reference.reference_run(name, root) / "metrics.jsonl").is_file()
 
 
+def test_the_modern_comparison_ships_every_rule_and_agrees_with_the_main_one_where_they_overlap(info):
+    root = REF / "modern"
+    results = reference.reference_results(root)
+    assert list(results["strategies"]) == list(reference.MODERN) == info["modern"]
+    for name in reference.MODERN:
+        assert (reference.reference_run(name, root) / "snapshots.jsonl").stat().st_size > 0
+    for path in results["figures"].values():
+        assert (root / path).is_file()
+    main = reference.reference_results()["strategies"]
+    for name in ("fixed", "atss", "paa"):  # the same preset, seed and code: the same run, trained again
+        assert results["strategies"][name]["runs"][0]["coco"] == main[name]["runs"][0]["coco"], name
+
+
 def test_a_missing_reference_names_the_command_that_writes_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="make reference"):
         reference.reference_results(tmp_path)
@@ -70,14 +83,15 @@ def test_a_missing_reference_names_the_command_that_writes_it(tmp_path):
 
 
 def test_make_reference_writes_the_same_layout_at_tiny_size(tmp_path):
-    """The producing command shrunk to seconds: every strategy and the larger student, 1 epoch of 8 images."""
+    """The producing command shrunk to seconds: every strategy, the larger student and the modern rules,
+    1 epoch of 8 images."""
     from tests.test_compare import TINY
 
     data = make_classroom_dataset(tmp_path / "data", 8, 4, seed=3, progress=False)
     out = tmp_path / "reference"
     tiny = [*TINY, "optim.epochs=1", "optim.milestones=[]"]
     info = reference.build_reference(out=out, work=tmp_path / "work", jobs=2, data=data, overrides=tiny)
-    assert info["strategies"] == list(reference.STRATEGIES)
+    assert info["strategies"] == list(reference.STRATEGIES) and info["modern"] == list(reference.MODERN)
     shipped = {p.relative_to(out) for p in out.rglob("*") if p.is_file()}
     assert shipped == {p.relative_to(REF) for p in REF.rglob("*") if p.is_file()}  # the shipped one's layout
     stats = reference.evaluate_reference(out, data)
