@@ -16,6 +16,12 @@ def focal_by_hand(logit, target, gamma=2.0, alpha=0.25):
     return (alpha * target + (1 - alpha) * (1 - target)) * (1 - p_t) ** gamma * ce
 
 
+def sum_by_hand(loss, cls_logits, targets):
+    """``loss(logit, target)`` summed over image 0's anchors and classes; a None target skips the anchor."""
+    rows = zip(cls_logits[0].tolist(), targets, strict=True)
+    return sum(loss(z, t) for row, target in rows if target for z, t in zip(row, target, strict=True))
+
+
 def result(gt_inds, gt_labels):
     return AssignResult.from_gt_inds(
         torch.tensor(gt_inds), torch.zeros(len(gt_inds)), torch.tensor(gt_labels)
@@ -36,13 +42,7 @@ def one_image():
 def test_losses_by_hand():
     cls_logits, pred, iou_logits, assignments, gts = one_image()
     losses = detection_losses(cls_logits, pred, iou_logits, assignments, gts)
-    targets = [[0, 1], [0, 0], None, [1, 0]]  # anchor 2 is ignored
-    focal = sum(
-        focal_by_hand(z, t)
-        for row, tgt in zip(cls_logits[0].tolist(), targets, strict=True)
-        if tgt
-        for z, t in zip(row, tgt, strict=True)
-    )
+    focal = sum_by_hand(focal_by_hand, cls_logits, [[0, 1], [0, 0], None, [1, 0]])  # anchor 2 is ignored
     assert losses["loss_cls"].item() == pytest.approx(focal / 2)  # max(num_pos = 2, 1 image)
     iou = torch.tensor([0.5, 5 / 15])  # 100/200 and 50/150
     giou = torch.tensor([0.5, 5 / 15 - (150 - 150) / 150])  # hulls equal the unions
@@ -197,19 +197,11 @@ def test_a_quality_target_replaces_the_one_hot_one_by_hand():
         quality=torch.tensor([0.6, 0, 0, 0.3]),
     )
     losses = detection_losses(cls_logits, pred, iou_logits, [with_quality], gts)
-    targets = [[0, 0.6], [0, 0], None, [0.3, 0]]  # quality at the GT's class, anchor 2 ignored
-    qfl = sum(
-        qfl_by_hand(z, t)
-        for row, tgt in zip(cls_logits[0].tolist(), targets, strict=True)
-        if tgt
-        for z, t in zip(row, tgt, strict=True)
-    )
+    qfl = sum_by_hand(qfl_by_hand, cls_logits, [[0, 0.6], [0, 0], None, [0.3, 0]])  # quality at the class
     assert losses["loss_cls"].item() == pytest.approx(qfl / 2)
     plain = detection_losses(cls_logits, pred, iou_logits, assignments, gts)
     off = detection_losses(cls_logits, pred, iou_logits, [with_quality], gts, soft_target=False)
-    assert off["loss_cls"].item() == pytest.approx(
-        plain["loss_cls"].item()
-    )  # soft_target=False: the focal loss
+    assert off["loss_cls"].item() == pytest.approx(plain["loss_cls"].item())  # the focal loss again
     for name in ("loss_bbox", "loss_iou"):  # only the classification term reads the quality
         assert losses[name].item() == pytest.approx(plain[name].item())
 
