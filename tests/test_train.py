@@ -200,7 +200,13 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="optim.lr must be float"):
         load_config("classroom_paa", ["optim.lr=fast"])
     with pytest.raises(ConfigError, match="assign.assigner must be one of"):
-        load_config("classroom_paa", ["assign.assigner=hungarian"])
+        load_config("classroom_paa", ["assign.assigner=ota"])
+    with pytest.raises(
+        ConfigError, match=r"assign \(tal\): variant must be one of \('mmdet', 'ultralytics'\)"
+    ):
+        load_config("classroom_tal", ["assign.variant=yolo"])
+    with pytest.raises(ConfigError, match=r"assign \(simota\): candidate_topk must be >= 1"):
+        load_config("classroom_simota", ["assign.candidate_topk=0"])
     with pytest.raises(ConfigError, match="no shipped config named 'classroom_pa'"):
         load_config("classroom_pa")
     with pytest.raises(ConfigError, match="key=value"):

@@ -235,6 +235,10 @@ class TrainConfig:
         for key, value, least in counts:
             if value < least:
                 raise ConfigError(f"{key} must be at least {least}, got {value}")
+        try:  # the assigner's own checks (topk >= 1, a known variant, ...), before any run starts
+            self.assign.build_assigner(num_classes=None)
+        except ValueError as error:
+            raise ConfigError(f"assign ({self.assign.assigner}): {error}") from error
         assigner = assigner_class(self.assign.assigner)
         if self.distill.mode in ("lad", "solad") and not assigner.uses_predictions:
             using = [name for name, cls in ASSIGNERS.items() if cls.uses_predictions]
