@@ -191,3 +191,13 @@ def test_bad_data_strategy_or_override_is_one_line_naming_it(data, tmp_path):
     with pytest.raises(ConfigError, match="unknown config key 'optim.lrr'"):
         run(data, tmp_path, overrides=[*TINY, "optim.lrr=1"])
     assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_the_teacher_note_appears_only_when_a_strategy_had_a_teacher():
+    from lad_edu.compare.report import markdown
+    from lad_edu.reference import REFERENCE, reference_results
+
+    with_teacher = markdown(reference_results())  # soft, lad, solad among the strategies
+    assert "lad and solad label with their teacher" in with_teacher and "the teacher is" in with_teacher
+    modern = markdown(reference_results(REFERENCE / "modern"))  # fixed ... hungarian: nobody had a teacher
+    assert "teacher" not in modern and "| hungarian |" in modern

@@ -241,6 +241,9 @@ def test_plot_positives_vs_size_and_level_share(tmp_path):
     fig = viz.plot_level_share(shares, strides=[8, 16, 32, 64, 128])
     assert fig.axes[0].get_xticklabels()[0].get_text() == "P3\nstride 8"
     save(fig, tmp_path, "compare_levels")
+    # a strategy whose run logged no positive (shorter than log_every) is left out, not a crash
+    fig = viz.plot_level_share({**shares, "tal": [], "hungarian": [None]}, strides=[8, 16, 32, 64, 128])
+    assert len(fig.axes[0].patches) == 2 * 5 and len(fig.axes[0].get_xticks()) == 5
 
 
 def test_low_quality_positives_are_counted_and_drawn_apart(scene, tmp_path):

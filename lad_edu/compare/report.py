@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lad_edu.compare.measure import Picture
+from lad_edu.compare.plan import WITH_TEACHER
 from lad_edu.train.metrics import read_metrics
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # the table's columns
@@ -74,7 +75,7 @@ def tables(report: dict) -> list[str]:
         "",
         *_table(["strategy", *sizes], by_size),
         "",
-        _teacher_note(settings.get("teacher")),
+        *_teacher_note(settings.get("teacher"), list(report["strategies"])),
     ]
 
 
@@ -82,14 +83,17 @@ def _who_teaches(teacher: str | None) -> str:
     return "the `paa` run of the same seed" if teacher is None else f"`{teacher}`"
 
 
-def _teacher_note(teacher: str | None) -> str:
+def _teacher_note(teacher: str | None, strategies: list[str]) -> list[str]:
+    """The note under the tables on who taught, when a strategy of the report learned from a teacher."""
+    if not set(strategies) & set(WITH_TEACHER):
+        return []
     if teacher is not None:
-        return f"soft, lad and solad learned from {_who_teaches(teacher)}, a trained network."
-    return (
+        return [f"soft, lad and solad learned from {_who_teaches(teacher)}, a trained network."]
+    return [
         "lad and solad label with their teacher, the final `paa` checkpoint of their seed, so here (and in "
         "the side-by-side figure) their labels are the `paa` run's own; during training they differed, as "
         "the `paa` network was still learning."
-    )
+    ]
 
 
 def markdown(report: dict) -> str:
@@ -100,8 +104,13 @@ def markdown(report: dict) -> str:
         f"`{settings['data']}` ({settings['train_images']} training, {settings['val_images']} validation "
         f"images); {settings['epochs']} epoch(s), lr steps after epochs {settings['milestones']}; seeds "
         f"{settings['seeds']}. Every strategy trained on the same data, network, schedule and seeds; only "
-        f"the assignment differs (soft, lad, solad: the teacher is {_who_teaches(settings.get('teacher'))}). "
-        "The numbers are what the runs gave: no strategy was tuned."
+        "the assignment differs"
+        + (
+            f" (soft, lad, solad: the teacher is {_who_teaches(settings.get('teacher'))}). "
+            if set(report["strategies"]) & set(WITH_TEACHER)
+            else ". "
+        )
+        + "The numbers are what the runs gave: no strategy was tuned."
     )
     figures = [f"![{name}]({path})" for name, path in report["figures"].items()]
     return "\n".join(

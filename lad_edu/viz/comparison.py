@@ -228,11 +228,14 @@ def plot_level_share(
     colors = strategy_colors(list(shares))
     width = 0.8 / max(len(shares), 1)
     for i, (name, per_seed) in enumerate(shares.items()):
+        if not any(row is not None for row in per_seed):  # no logged positive (a run shorter than log_every)
+            continue
         mean, std = seed_mean_std(per_seed)
         x = np.arange(len(mean)) - 0.4 + width * (i + 0.5)
         ax.bar(x, 100 * np.nan_to_num(mean), width=width, color=colors[name], label=name)
         _error_bars(ax, x, 100 * mean, 100 * std, color="black", capsize=2, lw=0.8)
-    levels = len(next(iter(shares.values()), [[]])[0])
+    rows = [row for per_seed in shares.values() for row in per_seed if row is not None]
+    levels = len(strides) if strides else max((len(row) for row in rows), default=0)
     names = [f"P{round(math.log2(s))}\nstride {s}" for s in strides] if strides else range(levels)
     ax.set_xticks(range(levels), [str(n) for n in names], fontsize=8)
     ax.set_ylabel("share of the positives (%)")
