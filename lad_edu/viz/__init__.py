@@ -51,6 +51,15 @@ Over training, from a run's snapshots (``lad_edu.train.snapshots.load``):
 
 * :func:`animate_cost_gmm` — one GT's costs, the two Gaussians and the cut moving over the epochs.
 * :func:`draw_cost_gmm_over_epochs` — the same, a few epochs side by side.
+
+The rules of newer detectors (:mod:`lad_edu.viz.modern`, notebook 08), each drawing what the rule computed:
+
+* :func:`draw_alignment_metric` — TAL: each GT's t = s^α·u^β per level, its top-k, the centre test.
+* :func:`plot_alignment_quality` — TAL: the positives' normalised t (TOOD's soft target) against their IoU.
+* :func:`plot_dynamic_k` — SimOTA: each GT's top-10 predicted IoUs stacked, and its dynamic k.
+* :func:`draw_simota_regions` — SimOTA: the centre regions, the candidates and the positives per level.
+* :func:`draw_hungarian_match` — Hungarian: the cost matrix, the one-to-one match, each GT's cheapest anchor.
+* :func:`draw_rules_side_by_side` — one image labelled by several rules, positives sized by level.
 """
 
 from lad_edu.viz.assignment import (
@@ -82,6 +91,14 @@ from lad_edu.viz.comparison import (
 from lad_edu.viz.distillation import draw_cost_histograms_pair, plot_assignment_over_training
 from lad_edu.viz.interactive import interactive_atss, interactive_box, interactive_fixed_iou, interactive_paa
 from lad_edu.viz.metrics import plot_run_metrics
+from lad_edu.viz.modern import (
+    draw_alignment_metric,
+    draw_hungarian_match,
+    draw_rules_side_by_side,
+    draw_simota_regions,
+    plot_alignment_quality,
+    plot_dynamic_k,
+)
 from lad_edu.viz.training import animate_cost_gmm, draw_cost_gmm_over_epochs
 
 __all__ = [
@@ -115,4 +132,10 @@ __all__ = [
     "plot_run_metrics",
     "animate_cost_gmm",
     "draw_cost_gmm_over_epochs",
+    "draw_alignment_metric",
+    "plot_alignment_quality",
+    "plot_dynamic_k",
+    "draw_simota_regions",
+    "draw_hungarian_match",
+    "draw_rules_side_by_side",
 ]
