@@ -5,16 +5,26 @@ instead of the assigner, numpy's polyfit instead of torch.cov), never copied fro
 """
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from sklearn.mixture import GaussianMixture
 
 from lad_edu import exercises
 from lad_edu.anchors import retinanet, single
 from lad_edu.assign import ATSSAssigner, FixedIoUAssigner, PAAAssigner, Predictions
 from lad_edu.boxes import box_iou
+from lad_edu.data import make_classroom_dataset
+from lad_edu.data.classroom import CLASSES
+from lad_edu.data.coco import CocoDetection
+from lad_edu.data.transforms import EvalTransform, collate
+from lad_edu.gmm import fit_gmm2
+from lad_edu.model import build_detector
+from lad_edu.reference import load_reference_detector
 from lad_edu.scenes import DEMO_IMAGE_SIZE, constructed_predictions, demo_scene
+from lad_edu.train.paper import IMAGENET_WEIGHTS, MMDET_PAA_TEACHERS
 
 DOT = [146.0, 26.0, 151.0, 31.0]  # the demo scene's 5 x 5 dot
 
@@ -196,3 +206,221 @@ def test_original_paa_cut_on_a_hand_worked_row(capsys):
     unsorted = costs[::-1]
     assert not check(unsorted, component, score, mmdetection=mmdetection, original=original)
     assert verdict(capsys, False)
+
+
+# notebook 04: the reference PAA network (teacher) and the untrained one (early student), 8 validation scenes
+
+
+@pytest.fixture(scope="module")
+def validation_scenes(tmp_path_factory):
+    """The first 8 validation scenes of the reference, as its PAA run saw them: its config, the images
+    ``[8, 3, H, W]`` and targets."""
+    cfg, _, _ = load_reference_detector()
+    data = make_classroom_dataset(tmp_path_factory.mktemp("val"), num_train=0, num_val=8, progress=False)
+    val_set = CocoDetection(data, cfg.data.val_split, min_size=cfg.data.min_box_size)
+    resize = EvalTransform(cfg.data.eval_short_side, cfg.data.max_size)
+    return (cfg, *collate([resize(*val_set[i]) for i in range(8)]))
+
+
+def test_gts_without_positive_are_those_the_pre_assignment_leaves_alone(capsys, validation_scenes):
+    # PAA fits its mixture to a GT's pre-assigned candidates; with fewer than 2 there is nothing to split,
+    # and MMDetection's default drops a lone candidate. The pre-assignment looks at the boxes only, so
+    # these GTs are the same for every network (on these scenes, every GT with 2 candidates or more gets
+    # a positive from both networks)
+    cfg, images, targets = validation_scenes
+    anchors = single(strides=tuple(cfg.model.strides), octave_base_scale=cfg.model.octave_base_scale)(
+        tuple(images.shape[-2:])
+    ).anchors
+    pre_assigner = cfg.assign.build_assigner(len(CLASSES)).pre_assigner
+    alone = {
+        (i, k)
+        for i, t in enumerate(targets)
+        for k in (pre_assigner.assign(anchors, t["boxes"], t["labels"]).positives_per_gt() < 2)
+        .nonzero()
+        .flatten()
+        .tolist()
+    }
+    assert alone  # one 53 px object of image 3 keeps a single candidate (notebooks 04-06)
+    assert exercises.check_gts_without_positive(teacher=alone, student=alone) and verdict(capsys, True)
+    assert not exercises.check_gts_without_positive(teacher=alone, student=set()) and verdict(capsys, False)
+
+
+def test_fisher_count_agrees_with_a_gmm_fitted_per_gt(capsys):
+    # the check fits all GTs of an image at once; here one GT at a time, eq. 3's score written out
+    def fisher_one_by_one(result):
+        scores = []
+        for row in result.details["costs"]:
+            costs = row[~row.isnan()].double()
+            if len(costs) < 2:
+                scores.append(float("nan"))
+                continue
+            fit = fit_gmm2(costs[None], torch.ones_like(costs[None], dtype=torch.bool))
+            scores.append(float((fit.means[0, 0] - fit.means[0, 1]) ** 2 / fit.variances[0].sum()))
+        return scores
+
+    teacher, student = exercises._teacher_and_student(8, 0)
+    pairs = [
+        (t, s)
+        for rt, rs in zip(teacher, student, strict=True)
+        for t, s in zip(*map(fisher_one_by_one, (rt, rs)), strict=True)
+    ]
+    finite = [(t, s) for t, s in pairs if math.isfinite(t) and math.isfinite(s)]
+    count = sum(t > s for t, s in finite)
+    assert 0 < count <= len(finite)
+    assert exercises.check_fisher_prefers_teacher(count) and verdict(capsys, True)
+    assert not exercises.check_fisher_prefers_teacher(count - 1) and verdict(capsys, False)
+
+
+# notebook 05: the reference CoLAD run's snapshots
+
+
+def test_sigma_over_mu_ignores_a_scale_and_fisher_a_shift(capsys):
+    # sigma/mu of 10 c is 10 sigma / 10 mu; of c + 1 it is sigma / (mu + 1). The GMM starts at the lowest and
+    # highest cost with variance 1 and stops at a log-likelihood change of 1e-3: all of that moves with a
+    # shift, not with a scale, so Fisher's score follows a shift exactly and a scale only on paper. On the
+    # reference's costs (second route: numpy's std and sklearn's own GaussianMixture) it moves under x 10
+    cfg, shots = exercises._colad_snapshots()
+    shot = shots[cfg.snapshot.images[0], max(epoch for _, epoch in shots)]
+    costs = np.concatenate([gt.costs_1 for gt in shot.gts])
+
+    def sigma_over_mu(x):
+        return np.std(x, ddof=1) / np.mean(x)
+
+    def fisher(x):
+        gmm = GaussianMixture(
+            2,
+            covariance_type="diag",
+            weights_init=[0.5, 0.5],
+            means_init=[[x.min()], [x.max()]],
+            precisions_init=[[1.0], [1.0]],
+            tol=1e-3,
+        ).fit(x[:, None])
+        return (gmm.means_[0, 0] - gmm.means_[1, 0]) ** 2 / gmm.covariances_.sum()
+
+    assert math.isclose(sigma_over_mu(10 * costs), sigma_over_mu(costs), rel_tol=1e-12)
+    assert sigma_over_mu(costs + 1) < 0.9 * sigma_over_mu(costs)
+    assert math.isclose(fisher(costs + 1), fisher(costs), rel_tol=1e-6)
+    assert not math.isclose(fisher(10 * costs), fisher(costs), rel_tol=1e-3)
+    check = exercises.check_invariant_criteria
+    assert check(under_scale=["std_mean"], under_shift=["fisher"]) and verdict(capsys, True)
+    assert not check(under_scale=["std_mean", "fisher"], under_shift=["fisher"]) and verdict(capsys, False)
+    assert not check(under_scale=["sigma/mu"], under_shift=["fisher"]) and verdict(capsys, False)
+
+
+def test_the_lone_candidate_takes_the_lower_cost_and_never_becomes_positive(capsys):
+    # a lone candidate has no sigma/mu: the authors' rule takes the lower cost, network 2's 0.5 < 0.9. GT 0
+    # of image 3 (53 x 53 px) keeps one pre-assigned candidate: of the three anchors with IoU >= 0.1, one
+    # overlaps GT 3 more and GT 3 takes another as its best anchor (low-quality step). The boxes decide
+    # that, so it holds in the snapshot of every epoch, 0 to the last, and a lone candidate is dropped
+    cfg, _ = exercises._colad_snapshots()
+    every_epoch = [1] * (cfg.optim.epochs + 1)
+    check = exercises.check_lone_candidate
+    assert check(network=2, candidates=every_epoch, positives=0) and verdict(capsys, True)
+    assert not check(network=1, candidates=every_epoch, positives=0) and verdict(capsys, False)
+    assert not check(network=2, candidates=every_epoch[1:], positives=0) and verdict(capsys, False)
+
+
+def test_groups_against_the_teacher_agree_with_a_plain_loop_over_the_snapshot_levels(capsys):
+    # second route: the snapshots' own candidate levels, and sigma/mu per group written out with numpy
+    cfg, shots = exercises._colad_snapshots()
+    counts = {"early": [0, 0], "late": [0, 0]}
+    for (_, epoch), shot in shots.items():
+        groups = {}
+        for k, gt in enumerate(shot.gts):
+            for level, c1, c2 in zip(gt.levels, gt.costs_1, gt.costs_2, strict=True):
+                groups.setdefault((k, int(level)), []).append((c1, c2))
+        teacher_2 = shot.choice["teacher_2"] >= 0.5
+        for members in groups.values():
+            c1, c2 = np.array(members).T
+            if len(members) == 1:
+                second = c2[0] < c1[0]
+            else:
+                second = np.std(c2, ddof=1) / c2.mean() >= np.std(c1, ddof=1) / c1.mean()
+            key = "early" if epoch <= 12 else "late"
+            counts[key][0] += bool(second != teacher_2)
+            counts[key][1] += 1
+    check = exercises.check_groups_against_teacher
+    assert check(early=counts["early"], late=counts["late"]) and verdict(capsys, True)
+    swapped = [counts["late"][0], counts["early"][1]]
+    assert not check(early=swapped, late=counts["late"]) and verdict(capsys, False)
+
+
+def test_cop_halves_the_untrained_class_probability(capsys):
+    # eq. 4: p = (1/9) sum_k o^k p^k with o = sigmoid(~0) = 1/2 and p^k ~ the prior everywhere at
+    # initialisation, so p is about half the plain network's, a little less where neighbours are missing
+    images = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0)) * 255
+    sizes = [(64, 90)]
+    cfg, _ = exercises._colad_snapshots()
+    probability = {}
+    for cop in (False, True):
+        torch.manual_seed(0)
+        network = build_detector(replace(cfg.model, cop=cop), len(CLASSES)).eval()
+        with torch.no_grad():
+            probability[cop] = float(network(images, sizes).cls_logits.sigmoid().mean())
+    ratio = probability[True] / probability[False]
+    assert 0.4 < ratio < 0.5
+    assert exercises.check_cop_ratio(ratio, images, sizes) and verdict(capsys, True)
+    assert not exercises.check_cop_ratio(1.0, images, sizes) and verdict(capsys, False)
+
+
+# notebook 06: hand-made batches of 128 px images on the comparison's anchors: one square of side s per
+# location, centred at (i s, j s), for the strides s = 8, 16, 32, 64, 128
+
+
+def batch_of(*images_boxes):
+    """A batch of 128 x 128 images, one ``[G, 4]`` xyxy box list each: ``[(images, targets)]``."""
+    targets = [
+        {
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.zeros(len(boxes), dtype=torch.long),
+        }
+        for boxes in images_boxes
+    ]
+    return [(torch.zeros(len(targets), 3, 128, 128), targets)]
+
+
+LARGE = [32.0, 32.0, 96.0, 96.0]  # exactly the 64 px anchor centred at (64, 64)
+
+
+def test_an_identical_copy_takes_the_only_good_anchor_of_a_large_box(capsys):
+    # LARGE has IoU 1 with its 64 px anchor; every other anchor overlaps it by 0.25 or less (a 32 px anchor
+    # inside it: 32² / 64²). Both copies tie on that anchor and the later copy takes it in the low-quality
+    # step, so the first ends without a positive at any pos_iou_thr above 0.25. The 20 px pair loses one
+    # too, but is under 32 px; LARGE alone keeps its anchor
+    small = [80.0, 80.0, 100.0, 100.0]
+    batches = batch_of([LARGE, LARGE], [small, small], [LARGE])
+    for pos, neg in ((0.5, 0.4), (0.3, 0.2)):
+        kwargs = {"pos_iou_thr": pos, "neg_iou_thr": neg}
+        assert exercises.check_large_without_positive(1, batches, **kwargs) and verdict(capsys, True)
+        assert not exercises.check_large_without_positive(2, batches, **kwargs) and verdict(capsys, False)
+
+
+def test_atss_failures_on_a_box_between_anchor_centres_and_a_duplicate(capsys):
+    # every anchor centre has coordinates that are multiples of 8, and [9, 15] holds none: no candidate of
+    # [9, 9, 15, 15] has its centre inside. Two copies of LARGE pass both tests on the same anchors (IoU 1
+    # with its anchor), and each anchor goes to one copy (the highest IoU, tied): the other loses them all
+    between = [9.0, 9.0, 15.0, 15.0]
+    batches = batch_of([between], [LARGE, LARGE])
+    check = exercises.check_atss_without_positive
+    assert check(no_centre_inside=1, lost_to_another=1, batches=batches) and verdict(capsys, True)
+    assert not check(no_centre_inside=2, lost_to_another=0, batches=batches) and verdict(capsys, False)
+
+
+# notebook 07
+
+
+def test_refused_edits_are_the_readers_errors(capsys):
+    # the reader raises on an unknown category, an iscrowd other than 0 / 1 and an id used twice; it counts
+    # boxes outside their image or of negative width, and maps category ids with gaps to 0 .. C-1
+    refused = {"category_id 999", "iscrowd 2", "duplicate annotation id"}
+    assert set(exercises.ANNOTATION_EDITS) > refused
+    assert exercises.check_refused_edits(refused) and verdict(capsys, True)
+    assert not exercises.check_refused_edits(refused - {"iscrowd 2"}) and verdict(capsys, False)
+    assert not exercises.check_refused_edits({*refused, "missing image"}) and verdict(capsys, False)
+
+
+def test_table3_needs_the_r101_start_and_the_r50_teacher(capsys):
+    files = {"weights/" + IMAGENET_WEIGHTS["resnet101"], MMDET_PAA_TEACHERS["resnet50"]}
+    assert exercises.check_table3_files(files) and verdict(capsys, True)
+    wrong_teacher = {IMAGENET_WEIGHTS["resnet101"], MMDET_PAA_TEACHERS["resnet101"]}
+    assert not exercises.check_table3_files(wrong_teacher) and verdict(capsys, False)
