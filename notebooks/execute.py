@@ -28,7 +28,7 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 MAX_HTML = 200_000  # bytes: larger HTML outputs (animations) are not kept in the committed notebook
-MAX_IMAGE = 350_000  # bytes of base64: a larger palette PNG is stored as a JPEG (1.5 MB a notebook at most)
+MAX_IMAGE = 250_000  # bytes of base64: a larger palette PNG is stored as a JPEG (1.5 MB a notebook at most)
 JPEG_SCALES = (1.0, 0.8, 0.65, 0.5)  # tried in turn until the JPEG fits
 JPEG_SHARE = 0.6  # a JPEG this much smaller than the palette PNG replaces it even when the PNG fits
 TIMEOUT = 900  # seconds a cell may take
@@ -92,7 +92,7 @@ def execute(path: Path) -> int:
 def main(argv: list[str]) -> None:
     paths = [Path(p) for p in argv] or sorted(HERE.glob("0*.ipynb"))
     for path in paths:
-        print(f"{path.name}: {execute(path) / 2**20:.2f} MB", flush=True)
+        print(f"{path.name}: {execute(path) / 1e6:.2f} MB", flush=True)
 
 
 if __name__ == "__main__":

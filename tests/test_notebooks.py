@@ -13,7 +13,7 @@ from PIL import Image
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("0*.ipynb"))
-MAX_BYTES, MAX_TOTAL = 1.5 * 2**20, 8 * 2**20
+MAX_BYTES, MAX_TOTAL = 1_500_000, 8_000_000  # the 1.5 MB and 8 MB, in decimal megabytes
 IMAGES = ("image/png", "image/jpeg")
 
 
