@@ -55,7 +55,7 @@ LAYERS = {
     "train": 4,
     "compare": 5,
     "reference": 6,
-    "exercises": 6,
+    "exercises": 7,
     "cli": 6,
     "demo": 5,
 }
