@@ -97,6 +97,11 @@ def _verdict(ok: bool, right: str, hint: str) -> bool:
     return ok
 
 
+def _differing(given: dict, right: dict) -> list:
+    """The keys of ``right`` whose value ``given`` gets wrong, in ``right``'s order."""
+    return [key for key in right if given[key] != right[key]]
+
+
 def _demo_objects() -> tuple[Tensor, Tensor, list[str]]:
     """The demo scene's ``gt_boxes [7, 4]`` xyxy, ``gt_labels [7]`` and names (notebooks 01-03)."""
     _, gt_boxes, gt_labels, names = demo_scene()
@@ -212,7 +217,7 @@ def check_far_box_positives(*, reference: int, lad_edu: int) -> bool:
         "lad_edu": int(FixedIoUAssigner().assign(anchors, box, label).num_pos),
     }
     given = {"reference": int(reference), "lad_edu": int(lad_edu)}
-    wrong = [mode for mode in right if given[mode] != right[mode]]
+    wrong = _differing(given, right)
     return _verdict(
         not wrong,
         f"the reference gives it all {right['reference']} anchors (every one ties at IoU 0), lad_edu "
@@ -272,7 +277,7 @@ def check_moved_dot_positives(*, atss: int, fixed: int) -> bool:
         "fixed": int(fixed_result.positives_per_gt()[dot]),
     }
     given = {"atss": int(atss), "fixed": int(fixed)}
-    wrong = [rule for rule in right if given[rule] != right[rule]]
+    wrong = _differing(given, right)
     return _verdict(
         not wrong,
         f"the moved dot gets {right['atss']} ATSS positive(s), an anchor centre now lies inside it, and "
@@ -445,7 +450,7 @@ def check_gts_without_positive(
     results = dict(zip(("teacher", "student"), _teacher_and_student(num_images, seed), strict=True))
     right = {name: _without_positive(r) for name, r in results.items()}
     given = {"teacher": {tuple(pair) for pair in teacher}, "student": {tuple(pair) for pair in student}}
-    wrong = [name for name in right if given[name] != right[name]]
+    wrong = _differing(given, right)
     return _verdict(
         not wrong,
         f"the teacher misses {sorted(right['teacher'])}, the early student {sorted(right['student'])}",
@@ -524,7 +529,7 @@ def check_invariant_criteria(*, under_scale: Collection[str], under_shift: Colle
     }
     given = {"under_scale": set(under_scale), "under_shift": set(under_shift)}
     unknown = (given["under_scale"] | given["under_shift"]) - set(CRITERIA)
-    wrong = [key for key in right if given[key] != right[key]]
+    wrong = _differing(given, right)
     return _verdict(
         not wrong and not unknown,
         f"unchanged by x {SCALE_FACTOR:g}: {sorted(right['under_scale'])}; by + {SHIFT:g}: "
@@ -561,7 +566,7 @@ def check_lone_candidate(*, network: int, candidates: Sequence[int], positives: 
         "positives": sum(len(gt.positives) for gt in lone),
     }
     given = {"network": int(network), "candidates": [int(n) for n in candidates], "positives": int(positives)}
-    wrong = [key for key in right if given[key] != right[key]]
+    wrong = _differing(given, right)
     return _verdict(
         not wrong,
         f"network {right['network']}'s lower cost; GT {k} of image {image} has {right['candidates']} "
@@ -601,7 +606,7 @@ def check_groups_against_teacher(
         for j, n in enumerate(_groups_against_teacher(shot, cfg)):
             counts[j] += n
     given = {"early": [int(n) for n in early], "late": [int(n) for n in late]}
-    wrong = [key for key in right if given[key] != right[key]]
+    wrong = _differing(given, right)
     return _verdict(
         not wrong,
         f"against the image's teacher: {right['early'][0]} of {right['early'][1]} groups up to epoch "
@@ -702,7 +707,7 @@ def check_atss_without_positive(*, no_centre_inside: int, lost_to_another: int, 
     ]
     right = {name: reasons.count(name) for name in ("no_centre_inside", "lost_to_another")}
     given = {"no_centre_inside": int(no_centre_inside), "lost_to_another": int(lost_to_another)}
-    wrong = [name for name in right if given[name] != right[name]]
+    wrong = _differing(given, right)
     return _verdict(
         not wrong,
         f"of {len(reasons)} objects without a positive: {right['no_centre_inside']} with no candidate centre "
